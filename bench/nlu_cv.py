@@ -1,0 +1,223 @@
+"""5-fold cross-validation of the NLU, ours against stock Rasa, per language.
+
+    make bench-nlu     (runs in .venv-rasa; ~35 minutes on 2 cores)
+
+Both pipelines are trained on the same stratified folds of data/nlu.yml
+(seed 42). "stock" is the pipeline `rasa init` writes for Rasa 3.6
+(WhitespaceTokenizer ... DIETClassifier 100 epochs, FallbackClassifier 0.3),
+minus ResponseSelector, which has nothing to select here. "ours" is
+config.yml. Intent accuracy and macro F1 are reported per language (decided
+by common.language on each example); a prediction of nlu_fallback counts as
+wrong and is also reported as the fallback rate. Entity scores are exact
+matches of (entity, start, end) over order_id, card_code, phone and email.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import yaml  # noqa: E402
+from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
+from sklearn.model_selection import StratifiedKFold  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from common.language import detect_language  # noqa: E402
+
+FOLDS = 5
+SEED = 42
+ENTITY_TYPES = {"order_id", "card_code", "phone", "email"}
+RESULTS = ROOT / "bench" / "results"
+
+STOCK_PIPELINE: list[dict[str, Any]] = [
+    {"name": "WhitespaceTokenizer"},
+    {"name": "RegexFeaturizer"},
+    {"name": "LexicalSyntacticFeaturizer"},
+    {"name": "CountVectorsFeaturizer"},
+    {"name": "CountVectorsFeaturizer", "analyzer": "char_wb", "min_ngram": 1, "max_ngram": 4},
+    {"name": "DIETClassifier", "epochs": 100, "constrain_similarities": True, "random_seed": SEED},
+    {"name": "EntitySynonymMapper"},
+    {"name": "FallbackClassifier", "threshold": 0.3, "ambiguity_threshold": 0.1},
+]
+
+
+def our_config() -> dict[str, Any]:
+    config = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))
+    return {"recipe": "default.v1", "language": config["language"], "pipeline": config["pipeline"]}
+
+
+def stock_config() -> dict[str, Any]:
+    return {"recipe": "default.v1", "language": "en", "pipeline": STOCK_PIPELINE}
+
+
+def entity_set(entities: list[dict[str, Any]]) -> set[tuple[str, int, int]]:
+    return {(e["entity"], int(e["start"]), int(e["end"])) for e in entities if e["entity"] in ENTITY_TYPES}
+
+
+async def evaluate_fold(config: dict[str, Any], train: Any, test: list[Any], workdir: Path) -> dict[str, Any]:
+    from rasa.core.agent import Agent
+    from rasa.model_training import train_nlu
+
+    config_path = workdir / "config.yml"
+    config_path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    nlu_path = workdir / "nlu.yml"
+    nlu_path.write_text(train.nlu_as_yaml(), encoding="utf-8")
+    started = time.perf_counter()
+    model = train_nlu(str(config_path), str(nlu_path), str(workdir / "models"), fixed_model_name="fold")
+    train_seconds = time.perf_counter() - started
+    agent = Agent.load(model)
+    predictions = []
+    for message in test:
+        parsed = await agent.parse_message(message.get("text"))
+        predictions.append(parsed)
+    return {"train_seconds": train_seconds, "predictions": predictions}
+
+
+def scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    truth = [r["intent"] for r in rows]
+    predicted = [r["predicted"] for r in rows]
+    tp = sum(len(r["gold_entities"] & r["pred_entities"]) for r in rows)
+    n_pred = sum(len(r["pred_entities"]) for r in rows)
+    n_gold = sum(len(r["gold_entities"]) for r in rows)
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "examples": len(rows),
+        "intent_accuracy": round(accuracy_score(truth, predicted), 4),
+        "intent_macro_f1": round(f1_score(truth, predicted, average="macro", zero_division=0), 4),
+        "fallback_rate": round(sum(p == "nlu_fallback" for p in predicted) / len(rows), 4),
+        "entity_precision": round(precision, 4),
+        "entity_recall": round(recall, 4),
+        "entity_f1": round(f1, 4),
+        "entity_examples": n_gold,
+    }
+
+
+def run() -> dict[str, Any]:
+    from rasa.shared.nlu.training_data.loading import load_data
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+
+    logging.getLogger("rasa").setLevel(logging.ERROR)
+    data = load_data(str(ROOT / "data" / "nlu.yml"))
+    examples = [m for m in data.intent_examples]
+    labels = [m.get("intent") for m in examples]
+    folds = list(StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=SEED).split(examples, labels))
+    systems = {"stock_rasa": stock_config(), "ours": our_config()}
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    train_seconds: dict[str, list[float]] = defaultdict(list)
+    progress = tqdm(total=FOLDS * len(systems), desc="nlu cross-validation", unit="fold")
+    for fold, (train_idx, test_idx) in enumerate(folds):
+        train = TrainingData(
+            training_examples=[examples[i] for i in train_idx],
+            regex_features=data.regex_features,
+            lookup_tables=data.lookup_tables,
+            entity_synonyms=data.entity_synonyms,
+        )
+        test = [examples[i] for i in test_idx]
+        for system, config in systems.items():
+            progress.set_postfix(fold=fold + 1, system=system)
+            with tempfile.TemporaryDirectory() as workdir:
+                result = asyncio.run(evaluate_fold(config, train, test, Path(workdir)))
+            train_seconds[system].append(round(result["train_seconds"], 1))
+            for message, parsed in zip(test, result["predictions"], strict=True):
+                rows[system].append(
+                    {
+                        "language": detect_language(message.get("text")),
+                        "intent": message.get("intent"),
+                        "predicted": (parsed.get("intent") or {}).get("name"),
+                        "gold_entities": entity_set(message.get("entities") or []),
+                        "pred_entities": entity_set(parsed.get("entities") or []),
+                    }
+                )
+            progress.update(1)
+    progress.close()
+    report: dict[str, Any] = {
+        "benchmark": "nlu_cv",
+        "command": "make bench-nlu",
+        "data": "data/nlu.yml",
+        "folds": FOLDS,
+        "seed": SEED,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "systems": {},
+    }
+    for system in systems:
+        per_language = {
+            language: scores([r for r in rows[system] if r["language"] == language])
+            for language in ("zh", "en")
+        }
+        report["systems"][system] = {
+            "all": scores(rows[system]),
+            **per_language,
+            "train_seconds_per_fold": train_seconds[system],
+        }
+    ours, stock = report["systems"]["ours"], report["systems"]["stock_rasa"]
+    report["ratio_ours_to_stock"] = {
+        f"{lang}_intent_macro_f1": round(
+            ours[lang]["intent_macro_f1"] / max(stock[lang]["intent_macro_f1"], 1e-9), 3
+        )
+        for lang in ("all", "zh", "en")
+    }
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# NLU 5-fold cross-validation",
+        "",
+        f"Produced by `{report['command']}` on data/nlu.yml "
+        f"({report['folds']} stratified folds, seed {report['seed']}).",
+        "Fallback predictions count as wrong. "
+        "Entities: exact (type, span) over order_id, card_code, phone, email.",
+        "",
+        "| system | language | examples | intent acc. | intent macro F1 | fallback rate | entity F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for system, result in report["systems"].items():
+        for language in ("all", "zh", "en"):
+            s = result[language]
+            lines.append(
+                f"| {system} | {language} | {s['examples']} | {s['intent_accuracy']:.2%} | "
+                f"{s['intent_macro_f1']:.4f} | {s['fallback_rate']:.2%} | {s['entity_f1']:.4f} |"
+            )
+    lines += [
+        "",
+        "Training seconds per fold: "
+        + "; ".join(
+            f"{system} {result['train_seconds_per_fold']}" for system, result in report["systems"].items()
+        ),
+        "",
+        "Ratio ours / stock (intent macro F1): "
+        + ", ".join(f"{k} {v}" for k, v in report["ratio_ours_to_stock"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    report = run()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "nlu_cv.json").write_text(
+        json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    (RESULTS / "nlu_cv.md").write_text(markdown(report), encoding="utf-8")
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Code the Rasa server loads: input channels and NLU components."""

@@ -1,0 +1,1 @@
+"""Input channels. One class per channel; shared input checks live in ``guard``."""

@@ -1,0 +1,70 @@
+"""Checks every channel applies to a customer message before Rasa sees it.
+
+Stock Rasa answers an empty message with silence and lets a REST request
+without ``sender`` join a shared conversation called "default". Both are
+unacceptable for a support product, so every channel routes input through
+``inspect_message`` and ``valid_sender_id``.
+
+Rejected input is not dropped: it becomes an intent payload that the dialogue
+answers in the customer's language, and the metadata on the resulting
+UserUttered event keeps what was rejected so an agent can still see it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.language import detect_language
+
+EMPTY_MESSAGE_INTENT = "empty_message"
+TOO_LONG_INTENT = "message_too_long"
+PREVIEW_CHARS = 280
+
+_SENDER_RE = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class InspectedMessage:
+    """What a channel hands to Rasa after the checks."""
+
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None  # None, "empty" or "too_long"
+
+
+def valid_sender_id(sender: object) -> bool:
+    """A sender id must be a short printable token: it is a Redis key suffix."""
+    return isinstance(sender, str) and bool(_SENDER_RE.match(sender))
+
+
+def inspect_message(text: object, max_chars: int) -> InspectedMessage:
+    """Turn raw customer input into the text Rasa should process.
+
+    ``text`` may be anything a client sent (None, a number, a huge string).
+    """
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        text = str(text)
+    stripped = text.strip()
+    if not stripped:
+        return InspectedMessage(text=f"/{EMPTY_MESSAGE_INTENT}", rejected="empty")
+    if len(stripped) > max_chars:
+        language = detect_language(stripped[:max_chars])
+        payload = json.dumps({"language": language})
+        return InspectedMessage(
+            text=f"/{TOO_LONG_INTENT}{payload}",
+            metadata={
+                "rejected_message": {
+                    "reason": "too_long",
+                    "chars": len(stripped),
+                    "max_chars": max_chars,
+                    "preview": stripped[:PREVIEW_CHARS],
+                }
+            },
+            rejected="too_long",
+        )
+    return InspectedMessage(text=stripped)

@@ -1,0 +1,115 @@
+"""Hardened REST channel (replaces Rasa's built-in ``rest`` at the same URL).
+
+Differences from stock Rasa, each answering a measured problem:
+- a request without a valid ``sender`` is rejected with 400 instead of joining
+  the shared "default" conversation where customers read each other's replies;
+- invalid JSON, a non-object body or a non-string message get a 400 with a
+  machine-readable error, never a stack trace;
+- empty and over-long messages get an answer in the customer's language
+  (see ``guard``);
+- a failure while processing returns 503 instead of an empty 200, so a client
+  knows to retry (the Redis lock store keeps retries in order).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from asyncio import CancelledError
+from typing import Any, Awaitable, Callable, Dict, Optional, Text
+
+from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from bot.channels.guard import inspect_message, valid_sender_id
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _error(status: int, code: str, message: str) -> HTTPResponse:
+    return response.json({"error": code, "message": message}, status=status)
+
+
+class RestChannel(InputChannel):
+    """POST /webhooks/rest/webhook with {"sender": ..., "message": ...}."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "rest"
+
+    def __init__(self, max_message_chars: int = 2000) -> None:
+        self.max_message_chars = max_message_chars
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        credentials = credentials or {}
+        default = int(os.environ.get("MAX_MESSAGE_CHARS", "2000"))
+        return cls(int(credentials.get("max_message_chars") or default))
+
+    def _parse(self, request: Request) -> Dict[Text, Any] | HTTPResponse:
+        body = request.body or b""
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "invalid_json", "request body must be a JSON object")
+        if not isinstance(payload, dict):
+            return _error(400, "invalid_json", "request body must be a JSON object")
+        sender = payload.get("sender")
+        if sender is None:
+            return _error(400, "missing_sender", "'sender' is required: one id per customer")
+        if not valid_sender_id(sender):
+            return _error(400, "invalid_sender", "'sender' must be 1-128 characters of A-Z a-z 0-9 _ . : @ -")
+        message = payload.get("message")
+        if message is not None and not isinstance(message, str):
+            return _error(400, "invalid_message", "'message' must be a string")
+        metadata = payload.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            return _error(400, "invalid_metadata", "'metadata' must be an object")
+        return payload
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        webhook = Blueprint("hardened_rest_webhook", __name__)
+
+        @webhook.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            parsed = self._parse(request)
+            if isinstance(parsed, HTTPResponse):
+                return parsed
+            sender_id: str = parsed["sender"]
+            inspected = inspect_message(parsed.get("message"), self.max_message_chars)
+            metadata = {**(parsed.get("metadata") or {}), **inspected.metadata}
+            if inspected.rejected:
+                logger.info(
+                    "conversation %s: %s message answered with a prompt", sender_id, inspected.rejected
+                )
+            collector = CollectingOutputChannel()
+            try:
+                await on_new_message(
+                    UserMessage(
+                        inspected.text,
+                        collector,
+                        sender_id,
+                        input_channel=self.name(),
+                        metadata=metadata or None,
+                    )
+                )
+            except CancelledError:
+                logger.error("conversation %s: message timed out", sender_id)
+                return _error(503, "timeout", "the assistant did not answer in time, please retry")
+            except Exception:
+                logger.exception("conversation %s: message processing failed", sender_id)
+                return _error(503, "unavailable", "the assistant is unavailable, please retry")
+            return response.json(collector.messages)
+
+        return webhook

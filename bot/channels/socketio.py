@@ -1,0 +1,115 @@
+"""Socket.IO channel for the web widget, with session persistence.
+
+Stock ``SocketIOInput`` forwards any payload as is. This one applies the same
+input checks as the REST channel, validates the session id the browser keeps
+(it names the conversation, so it must be a safe Redis key suffix), and
+always persists sessions so a page reload continues the same conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from typing import Any, Awaitable, Callable, Dict, Optional, Text
+
+from rasa.core.channels.channel import InputChannel, UserMessage
+from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIOOutput
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+from socketio import AsyncServer
+
+from bot.channels.guard import inspect_message, valid_sender_id
+
+logger = logging.getLogger(__name__)
+
+
+class WidgetSocketChannel(SocketIOInput):
+    """The channel behind the web chat widget (``name() == "socketio"``)."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "socketio"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        credentials = credentials or {}
+        channel = cls(
+            credentials.get("user_message_evt", "user_uttered"),
+            credentials.get("bot_message_evt", "bot_uttered"),
+            credentials.get("namespace"),
+            True,
+            credentials.get("socketio_path", "/socket.io"),
+        )
+        default = int(os.environ.get("MAX_MESSAGE_CHARS", "2000"))
+        channel.max_message_chars = int(credentials.get("max_message_chars") or default)
+        return channel
+
+    max_message_chars: int = 2000
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        # cors_allowed_origins=[] leaves CORS to Rasa's --cors setting
+        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[])
+        socketio_webhook = SocketBlueprint(sio, self.socketio_path, "socketio_webhook", __name__)
+        self.sio = sio
+
+        @socketio_webhook.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @sio.on("connect", namespace=self.namespace)
+        async def connect(sid: Text, environ: Dict, auth: Optional[Dict]) -> bool:
+            return True
+
+        @sio.on("session_request", namespace=self.namespace)
+        async def session_request(sid: Text, data: Any) -> None:
+            requested = data.get("session_id") if isinstance(data, dict) else None
+            session_id = requested if valid_sender_id(requested) else uuid.uuid4().hex
+            if requested and session_id != requested:
+                logger.warning("socket %s asked for an invalid session id; issued a new one", sid)
+            sio.enter_room(sid, session_id)
+            await sio.emit("session_confirm", session_id, room=sid)
+
+        @sio.on(self.user_message_evt, namespace=self.namespace)
+        async def handle_message(sid: Text, data: Any) -> None:
+            if not isinstance(data, dict) or not valid_sender_id(data.get("session_id")):
+                logger.warning("socket %s sent a message without a valid session id", sid)
+                await sio.emit(
+                    "error_message",
+                    {"error": "invalid_session", "message": "send session_request first"},
+                    room=sid,
+                )
+                return
+            session_id: str = data["session_id"]
+            metadata = data.get(self.metadata_key) or {}
+            if isinstance(metadata, str):
+                try:
+                    metadata = json.loads(metadata)
+                except ValueError:
+                    metadata = {}
+            if not isinstance(metadata, dict):
+                metadata = {}
+            inspected = inspect_message(data.get("message"), self.max_message_chars)
+            metadata = {**metadata, **inspected.metadata}
+            output = SocketIOOutput(sio, self.bot_message_evt)
+            try:
+                await on_new_message(
+                    UserMessage(
+                        inspected.text,
+                        output,
+                        session_id,
+                        input_channel=self.name(),
+                        metadata=metadata or None,
+                    )
+                )
+            except Exception:
+                logger.exception("conversation %s: message processing failed", session_id)
+                await sio.emit(
+                    "error_message",
+                    {"error": "unavailable", "message": "the assistant is unavailable, please retry"},
+                    room=session_id,
+                )
+
+        return socketio_webhook

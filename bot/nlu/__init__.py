@@ -1,0 +1,1 @@
+"""Custom NLU components for one assistant that reads Chinese and English."""

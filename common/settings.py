@@ -1,0 +1,115 @@
+"""One settings object for every process, read from the environment.
+
+Secrets (RASA_TOKEN, ...) come from the environment or from the untracked file
+``.env.local`` in the project root; the values below marked DEMO are only good
+for a laptop demo and the run command warns when they are in use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# DEMO default, override with RASA_TOKEN
+DEMO_RASA_TOKEN = "demo-token-not-for-production"  # noqa: S105
+
+
+def load_env_file(path: Path = PROJECT_ROOT / ".env.local") -> dict[str, str]:
+    """Read KEY=VALUE lines from an untracked env file (comments and blanks skipped)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+@dataclass(frozen=True)
+class RedisParts:
+    """A redis:// URL split the way Rasa's endpoints.yml wants it."""
+
+    host: str
+    port: int
+    db: int
+    password: str
+
+
+def split_redis_url(url: str) -> RedisParts:
+    """Split ``redis://[:password@]host[:port][/db]`` into its parts."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("redis", "rediss"):
+        raise ValueError(f"REDIS_URL must start with redis:// (got {url!r})")
+    db_text = (parsed.path or "/0").lstrip("/") or "0"
+    if not db_text.isdigit():
+        raise ValueError(f"REDIS_URL database must be a number (got {db_text!r})")
+    return RedisParts(
+        host=parsed.hostname or "127.0.0.1",
+        port=parsed.port or 6379,
+        db=int(db_text),
+        password=parsed.password or "",
+    )
+
+
+def _env(name: str, default: str, extra: dict[str, str]) -> str:
+    return os.environ.get(name) or extra.get(name) or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults the run command uses."""
+
+    redis_url: str = "redis://127.0.0.1:6380/0"
+    key_prefix: str = "cs"
+    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_token: str = DEMO_RASA_TOKEN
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    rasa_port: int = 5005
+    action_port: int = 5055
+    local_redis_port: int = 6380
+    max_message_chars: int = 2000
+    var_dir: Path = field(default=PROJECT_ROOT / "var")
+    log_level: str = "INFO"
+    public_rasa_url: str = ""  # what browsers use to reach Rasa; "" = same host, RASA_PORT
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        extra = load_env_file()
+        var_dir = Path(_env("CS_VAR_DIR", str(PROJECT_ROOT / "var"), extra))
+        local_redis_port = int(_env("LOCAL_REDIS_PORT", "6380", extra))
+        rasa_port = int(_env("RASA_PORT", "5005", extra))
+        prefix = _env("CS_KEY_PREFIX", "cs", extra)
+        if not prefix.isalnum():
+            # Rasa silently ignores non-alphanumeric prefixes; fail loudly instead
+            raise ValueError(f"CS_KEY_PREFIX must be alphanumeric (got {prefix!r})")
+        return cls(
+            redis_url=_env("REDIS_URL", f"redis://127.0.0.1:{local_redis_port}/0", extra),
+            key_prefix=prefix,
+            rasa_url=_env("RASA_URL", f"http://127.0.0.1:{rasa_port}", extra).rstrip("/"),
+            rasa_token=_env("RASA_TOKEN", DEMO_RASA_TOKEN, extra),
+            web_host=_env("WEB_HOST", "127.0.0.1", extra),
+            web_port=int(_env("WEB_PORT", "8000", extra)),
+            rasa_port=rasa_port,
+            action_port=int(_env("ACTION_PORT", "5055", extra)),
+            local_redis_port=local_redis_port,
+            max_message_chars=int(_env("MAX_MESSAGE_CHARS", "2000", extra)),
+            var_dir=var_dir,
+            log_level=_env("LOG_LEVEL", "INFO", extra).upper(),
+            public_rasa_url=_env("PUBLIC_RASA_URL", "", extra).rstrip("/"),
+        )
+
+    @property
+    def using_demo_token(self) -> bool:
+        return self.rasa_token == DEMO_RASA_TOKEN
+
+    @property
+    def redis(self) -> RedisParts:
+        return split_redis_url(self.redis_url)

@@ -1,0 +1,111 @@
+"""The web service on :8000: demo page, widget script, chat history, health.
+
+It grows into the handoff service (agent console, queue API) with the handoff
+issue. It talks to Rasa over Rasa's HTTP API with the server token; the
+browser never sees that token.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import httpx
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from common.settings import Settings
+from handoff.history import history_from_events
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+HTTP_REQUESTS = Counter("web_http_requests_total", "HTTP requests", ["path", "status"])
+HISTORY_LATENCY = Histogram("web_history_seconds", "Time to fetch a chat history from Rasa")
+
+
+_SESSION_RE = re.compile(r"[A-Za-z0-9_.:@\-]{1,128}")
+
+
+def _valid_session(session_id: str) -> bool:
+    return _SESSION_RE.fullmatch(session_id) is not None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if "rasa" in state:
+            await state["rasa"].aclose()
+
+    app = FastAPI(title="StarCard support web service", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    def rasa_client() -> httpx.AsyncClient:
+        # created on first use, inside the server's event loop
+        if "rasa" not in state:
+            state["rasa"] = httpx.AsyncClient(base_url=settings.rasa_url, timeout=5.0)
+        client: httpx.AsyncClient = state["rasa"]
+        return client
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        HTTP_REQUESTS.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
+        return response
+
+    @app.get("/", response_class=HTMLResponse)
+    async def demo_page(request: Request) -> HTMLResponse:
+        rasa_public = (
+            settings.public_rasa_url or f"{request.url.scheme}://{request.url.hostname}:{settings.rasa_port}"
+        )
+        html = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
+        return HTMLResponse(html.replace("{{RASA_URL}}", rasa_public))
+
+    @app.get("/widget.js")
+    async def widget() -> FileResponse:
+        return FileResponse(STATIC_DIR / "widget.js", media_type="application/javascript")
+
+    @app.get("/api/history/{session_id}")
+    async def history(session_id: str) -> JSONResponse:
+        if not _valid_session(session_id):
+            raise HTTPException(status_code=400, detail="invalid session id")
+        started = time.perf_counter()
+        try:
+            reply = await rasa_client().get(
+                f"/conversations/{session_id}/tracker",
+                params={"token": settings.rasa_token, "include_events": "ALL"},
+            )
+        except httpx.HTTPError as error:
+            logger.warning("conversation %s: history unavailable: %s", session_id, error)
+            raise HTTPException(status_code=503, detail="assistant unavailable") from error
+        finally:
+            HISTORY_LATENCY.observe(time.perf_counter() - started)
+        if reply.status_code != 200:
+            logger.warning("conversation %s: Rasa answered %s for the tracker", session_id, reply.status_code)
+            raise HTTPException(status_code=502, detail="assistant error")
+        events = reply.json().get("events") or []
+        return JSONResponse({"session_id": session_id, "messages": history_from_events(events)})
+
+    @app.get("/healthz")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,1 @@
+"""Set-up, run and test tooling (standard library only)."""

@@ -1,0 +1,133 @@
+"""The web widget in Debian's headless chromium (Playwright, no browser download).
+
+Starts the real stack (tests/conftest.py) and drives the demo page like a customer.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from scripts.stack import Stack
+from tests.integration.helpers import texts
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path("var/test-results/browser")
+TIMEOUT = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Any, stack: Stack) -> Iterator[Any]:
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"http://127.0.0.1:{stack.settings.web_port}/")
+    yield page
+    context.close()
+
+
+def bot_texts(page: Any) -> list[str]:
+    return [t.strip() for t in page.locator("#starcard-chat .bot").all_inner_texts()]
+
+
+def send(page: Any, text: str) -> None:
+    before = page.locator("#starcard-chat .bot").count()
+    page.locator("#starcard-chat textarea").fill(text)
+    page.locator("#starcard-chat textarea").press("Enter")
+    page.wait_for_function(
+        "n => document.querySelector('#starcard-chat').shadowRoot.querySelectorAll('.bot').length > n",
+        arg=before,
+    )
+
+
+def test_chat_in_chinese_and_english_click_a_button_and_reload(page: Any) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # the widget opens and greets in the page's language
+    page.wait_for_function("() => document.querySelector('#starcard-chat').shadowRoot.querySelector('.bot')")
+    assert bot_texts(page)[0] == texts("utter_greet")["en"]
+
+    send(page, "你好")
+    assert bot_texts(page)[-1] == texts("utter_greet")["zh"]
+    send(page, "hello")
+    assert bot_texts(page)[-1] == texts("utter_greet")["en"]
+
+    send(page, "my steam card code doesn't work")
+    assert bot_texts(page)[-1] == texts("utter_card_code_problem")["en"]
+    before = page.locator("#starcard-chat .bot").count()
+    page.locator("#starcard-chat .buttons button", has_text="Talk to a person").last.click()
+    page.wait_for_function(
+        "n => document.querySelector('#starcard-chat').shadowRoot.querySelectorAll('.bot').length > n",
+        arg=before,
+    )
+    assert bot_texts(page)[-1] == texts("utter_handoff")["en"]
+    users = page.locator("#starcard-chat .user").all_inner_texts()
+    assert users[-1] == "Talk to a person"  # the click shows its title, not the payload
+    page.screenshot(path=str(ARTIFACTS / "widget-desktop.png"))
+
+    shown = page.locator("#starcard-chat .msg").all_inner_texts()
+    page.reload()
+    page.wait_for_function(
+        "n => document.querySelector('#starcard-chat').shadowRoot.querySelectorAll('.msg').length >= n",
+        arg=len(shown),
+    )
+    assert page.locator("#starcard-chat .msg").all_inner_texts() == shown
+
+
+def test_customer_html_is_shown_as_text(page: Any) -> None:
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.wait_for_function("() => document.querySelector('#starcard-chat').shadowRoot.querySelector('.bot')")
+    attack = "<img src=x onerror=alert(1)>"
+    send(page, attack)
+    assert page.locator("#starcard-chat .user").last.inner_text() == attack
+    assert page.locator("#starcard-chat .log img").count() == 0
+    page.wait_for_timeout(500)
+    assert dialogs == []
+
+
+def test_phone_viewport(browser: Any, stack: Stack) -> None:
+    context = browser.new_context(
+        locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"http://127.0.0.1:{stack.settings.web_port}/")
+    page.wait_for_function("() => document.querySelector('#starcard-chat').shadowRoot.querySelector('.bot')")
+    # a Chinese browser gets the Chinese UI and greeting
+    assert bot_texts(page)[0] == texts("utter_greet")["zh"]
+    assert page.locator("#starcard-chat textarea").get_attribute("placeholder") == "请输入您的问题…"
+    box = page.locator("#starcard-chat .panel").bounding_box()
+    assert (
+        box is not None and box["width"] == pytest.approx(390, abs=1) and box["x"] == pytest.approx(0, abs=1)
+    )
+    send(page, "怎么充值原神")
+    assert re.search(r"[\u4e00-\u9fff]", bot_texts(page)[-1])
+    page.screenshot(path=str(ARTIFACTS / "widget-phone.png"))
+    context.close()

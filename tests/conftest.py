@@ -1,0 +1,113 @@
+"""Shared fixtures: fresh trackers for action tests, the real stack for integration tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rasa_sdk import Tracker
+
+DOMAIN_RESPONSES: dict[str, Any] | None = None
+
+
+def load_domain() -> dict[str, Any]:
+    """domain.yml as the action server receives it from Rasa."""
+    global DOMAIN_RESPONSES
+    if DOMAIN_RESPONSES is None:
+        import yaml
+
+        with open("domain.yml", encoding="utf-8") as handle:
+            DOMAIN_RESPONSES = yaml.safe_load(handle)
+    return DOMAIN_RESPONSES
+
+
+def user_event(text: str, intent: str, ts: float, **metadata: Any) -> dict[str, Any]:
+    return {
+        "event": "user",
+        "text": text,
+        "timestamp": ts,
+        "parse_data": {"intent": {"name": intent, "confidence": 0.9}, "entities": []},
+        "metadata": metadata,
+        "input_channel": "rest",
+    }
+
+
+def bot_event(text: str, ts: float) -> dict[str, Any]:
+    return {"event": "bot", "text": text, "timestamp": ts, "data": {}}
+
+
+def make_tracker(
+    events: list[dict[str, Any]] | None = None,
+    slots: dict[str, Any] | None = None,
+    sender_id: str = "test-conversation",
+    intent_ranking: list[dict[str, Any]] | None = None,
+) -> Tracker:
+    """A fresh tracker whose latest message is the last user event."""
+    events = events or []
+    latest: dict[str, Any] = {}
+    for event in reversed(events):
+        if event.get("event") == "user":
+            latest = {**event["parse_data"], "text": event["text"]}
+            break
+    if intent_ranking is not None:
+        latest["intent_ranking"] = intent_ranking
+    return Tracker(
+        sender_id=sender_id,
+        slots={
+            "language": None,
+            "order_id": None,
+            "card_code": None,
+            "phone": None,
+            "email": None,
+            **(slots or {}),
+        },
+        latest_message=latest,
+        events=events,
+        paused=False,
+        followup_action=None,
+        active_loop={},
+        latest_action_name=None,
+    )
+
+
+@pytest.fixture
+def domain() -> dict[str, Any]:
+    return load_domain()
+
+
+# -- the real stack (integration and browser tests) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Redis (private redis-server, AOF), action server, Rasa and web service on free ports.
+
+    Redis is a private redis-server so the outage test can stop and restart it
+    without touching anyone else's data; every key carries a per-run prefix.
+    """
+    import secrets
+
+    from common.settings import Settings
+    from scripts.stack import Stack, StackError, free_port
+
+    var = tmp_path_factory.mktemp("var")
+    redis_port, rasa_port, action_port, web_port = (free_port() for _ in range(4))
+    settings = Settings(
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        key_prefix="t" + secrets.token_hex(4),
+        rasa_url=f"http://127.0.0.1:{rasa_port}",
+        rasa_token="test-" + secrets.token_hex(8),
+        web_port=web_port,
+        rasa_port=rasa_port,
+        action_port=action_port,
+        local_redis_port=redis_port,
+        var_dir=var,
+    )
+    running = Stack(settings=settings, log_dir=var / "log", start_redis=True, quiet=True)
+    try:
+        running.start()
+    except StackError as error:
+        running.stop()
+        pytest.fail(f"the stack did not start: {error}")
+    yield running
+    running.stop()

@@ -1,0 +1,39 @@
+"""Small helpers for tests that talk to the running stack."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+from scripts.stack import Stack
+from tests.conftest import load_domain
+
+HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def texts(response: str) -> dict[str, str]:
+    """{"zh": ..., "en": ...} of a domain response."""
+    variations = load_domain()["responses"][response]
+    return {"zh": variations[0]["text"], "en": variations[1]["text"]}
+
+
+def rest_url(stack: Stack) -> str:
+    return f"http://127.0.0.1:{stack.settings.rasa_port}/webhooks/rest/webhook"
+
+
+def say(stack: Stack, sender: str, message: Any, timeout: float = 30) -> list[dict[str, Any]]:
+    reply = httpx.post(rest_url(stack), json={"sender": sender, "message": message}, timeout=timeout)
+    assert reply.status_code == 200, reply.text
+    return list(reply.json())
+
+
+def redis_client(stack: Stack) -> Any:
+    import redis
+
+    return redis.Redis.from_url(stack.settings.redis_url, decode_responses=True)
+
+
+def is_chinese(text: str) -> bool:
+    return bool(HAN.search(text))

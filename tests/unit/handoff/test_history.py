@@ -1,0 +1,28 @@
+"""handoff.history: what the widget shows after a reload."""
+
+from handoff.history import history_from_events
+
+
+def test_history_shows_customer_and_bot_lines_with_last_buttons() -> None:
+    events = [
+        {"event": "user", "text": '/greet{"language":"zh"}', "metadata": {"automatic": True}, "timestamp": 1},
+        {"event": "bot", "text": "您好", "data": {}, "timestamp": 2},
+        {"event": "user", "text": "<b>卡密</b>", "metadata": {}, "timestamp": 3},
+        {
+            "event": "bot",
+            "text": "要转人工吗",
+            "timestamp": 4,
+            "data": {"buttons": [{"title": "转人工", "payload": "/ask_human"}]},
+        },
+        {"event": "user", "text": "/ask_human", "metadata": {"button_title": "转人工"}, "timestamp": 5},
+        {"event": "user", "text": "/deny", "metadata": {}, "timestamp": 6},
+        {"event": "action", "name": "action_listen"},
+    ]
+    messages = history_from_events(events)
+    assert [(m["speaker"], m["text"]) for m in messages] == [
+        ("bot", "您好"),
+        ("customer", "<b>卡密</b>"),
+        ("bot", "要转人工吗"),
+        ("customer", "转人工"),
+    ]
+    assert messages[2]["buttons"] == [{"title": "转人工", "payload": "/ask_human"}]
