@@ -82,8 +82,10 @@ if [[ -z "${REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>&1 && [[ 
   apt_install redis-server
 fi
 
-if [[ $WANT_TEST -eq 1 ]] && [[ ! -x /usr/bin/chromium ]]; then
-  apt_install chromium
+if [[ $WANT_TEST -eq 1 ]]; then
+  [[ -x /usr/bin/chromium ]] || apt_install chromium
+  # Chinese glyphs for the browser tests' screenshots
+  [[ -d /usr/share/fonts/opentype/noto ]] || apt_install fonts-noto-cjk
 fi
 
 mkdir -p var/log

@@ -8,6 +8,7 @@ always persists sessions so a page reload continues the same conversation.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -69,7 +70,11 @@ class WidgetSocketChannel(SocketIOInput):
             session_id = requested if valid_sender_id(requested) else uuid.uuid4().hex
             if requested and session_id != requested:
                 logger.warning("socket %s asked for an invalid session id; issued a new one", sid)
-            sio.enter_room(sid, session_id)
+            # python-socketio >= 5.12 made enter_room a coroutine; stock Rasa 3.6 does not
+            # await it, so its replies never reach the room. Support both.
+            joined = sio.enter_room(sid, session_id)
+            if inspect.isawaitable(joined):
+                await joined
             await sio.emit("session_confirm", session_id, room=sid)
 
         @sio.on(self.user_message_evt, namespace=self.namespace)

@@ -84,6 +84,7 @@
   head.appendChild(titles); head.appendChild(closeBtn);
   var log = el("div", "log"); log.setAttribute("aria-live", "polite"); log.setAttribute("data-testid", "log");
   var typing = el("div", "typing", t.typing); typing.setAttribute("data-testid", "typing");
+  log.appendChild(typing);
   var composer = el("form", "composer");
   var input = el("textarea"); input.placeholder = t.placeholder; input.setAttribute("data-testid", "input"); input.maxLength = 4000;
   var sendBtn = el("button", null, t.send); sendBtn.type = "submit";

@@ -1,0 +1,81 @@
+"""The run command itself: `python -m scripts.stack run` as `make run` calls it.
+
+Starts the whole product with its own Redis (REDIS_URL unset) on free ports,
+checks the demo page and a turn in each language, then sends Ctrl-C (SIGINT)
+and checks that no process it started is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scripts.stack import ROOT, free_port
+from tests.integration.helpers import texts
+
+pytestmark = pytest.mark.integration
+
+
+def processes_mentioning(marker: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and str(os.getpid()) != proc.name:
+            found.append(f"{proc.name}: {cmdline[:120]}")
+    return found
+
+
+def test_run_command_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("LOCAL_REDIS_PORT", "RASA_PORT", "ACTION_PORT", "WEB_PORT")}
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RASA_URL", "PUBLIC_RASA_URL")}
+    env.update({k: str(v) for k, v in ports.items()})
+    env["CS_VAR_DIR"] = str(tmp_path / "var")
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "scripts.stack", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    try:
+        assert launcher.stdout is not None
+        deadline = time.monotonic() + 300
+        for line in launcher.stdout:
+            output.append(line)
+            if "Press Ctrl-C" in line or time.monotonic() > deadline:
+                break
+        assert "All services are up:" in "".join(output), "".join(output)
+        web = f"http://127.0.0.1:{ports['WEB_PORT']}"
+        assert f"http://127.0.0.1:{ports['WEB_PORT']}/" in "".join(output)
+        assert httpx.get(web + "/").status_code == 200
+        rest = f"http://127.0.0.1:{ports['RASA_PORT']}/webhooks/rest/webhook"
+        for message, language in (("你好", "zh"), ("hello", "en")):
+            reply = httpx.post(
+                rest, json={"sender": f"run-{language}", "message": message}, timeout=30
+            ).json()
+            assert reply[0]["text"] == texts("utter_greet")[language]
+        # its own Redis keeps data on disk (AOF) under CS_VAR_DIR
+        assert (tmp_path / "var" / "redis").is_dir()
+        assert (tmp_path / "var" / "log" / "rasa.log").is_file()
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        rest_of_output, _ = launcher.communicate(timeout=60)
+    assert launcher.returncode == 0, "".join(output) + rest_of_output
+    assert "Stopped." in rest_of_output
+    time.sleep(0.5)
+    for port in ports.values():
+        assert processes_mentioning(f"--port {port}") == []
