@@ -120,6 +120,7 @@
   var sessionId = load("session_id") || null;
   var historyLoaded = false;
   var typingTimer = null;
+  var pending = [];  // typed before the session was confirmed; sent right after
 
   function renderHistory(items) {
     items.forEach(function (item) {
@@ -149,6 +150,7 @@
       var fresh = id !== sessionId;
       sessionId = id; save("session_id", id);
       loadHistory(id).then(function () {
+        pending.splice(0).forEach(function (m) { m.session_id = sessionId; socket.emit("user_uttered", m); });
         if (fresh && !log.querySelector(".msg")) {
           // opening greeting in the page's language; the payload entity sets the language slot
           socket.emit("user_uttered", { session_id: sessionId, message: '/greet{"language":"' + uiLang + '"}', metadata: { ui_language: uiLang, automatic: true } });
@@ -171,13 +173,16 @@
 
   function send(payload, shown) {
     var text = (payload || "").trim();
-    if (!socket || !sessionId) return;
     disableOldButtons();
     if (shown !== undefined) addMessage("user", shown);
     else if (text) addMessage("user", text);
     var metadata = { ui_language: uiLang };
     if (shown !== undefined) metadata.button_title = shown;
-    socket.emit("user_uttered", { session_id: sessionId, message: text, metadata: metadata });
+    if (socket && sessionId && socket.connected) {
+      socket.emit("user_uttered", { session_id: sessionId, message: text, metadata: metadata });
+    } else {
+      pending.push({ session_id: sessionId, message: text, metadata: metadata });
+    }
     showTyping(true);
     clearTimeout(typingTimer);
     typingTimer = setTimeout(function () { showTyping(false); }, 15000);
