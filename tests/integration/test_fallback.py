@@ -20,7 +20,7 @@ def handoff_records(stack: Stack) -> list[dict]:
 
 @pytest.mark.parametrize(
     ("language", "unclear", "still_unclear"),
-    [("en", "xqzt vbnm plok", "zzkq wwpt yyq"), ("zh", "嗯嗯呃呃啊啊哦", "呜呜呃呃哈哈哦哦")],
+    [("en", "xqzt vbnm plok", "zzkq wwpt yyq"), ("zh", "桌子飞到月亮吃了蓝色", "天空为什么这么绿")],
 )
 def test_unclear_twice_reaches_a_person(stack: Stack, language: str, unclear: str, still_unclear: str) -> None:
     sender = "fb-" + uuid.uuid4().hex[:10]
