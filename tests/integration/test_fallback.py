@@ -22,7 +22,9 @@ def handoff_records(stack: Stack) -> list[dict]:
     ("language", "unclear", "still_unclear"),
     [("en", "xqzt vbnm plok", "zzkq wwpt yyq"), ("zh", "桌子飞到月亮吃了蓝色", "天空为什么这么绿")],
 )
-def test_unclear_twice_reaches_a_person(stack: Stack, language: str, unclear: str, still_unclear: str) -> None:
+def test_unclear_twice_reaches_a_person(
+    stack: Stack, language: str, unclear: str, still_unclear: str
+) -> None:  # noqa: E501
     sender = "fb-" + uuid.uuid4().hex[:10]
     first = say(stack, sender, unclear)
     assert first[0]["text"] == texts("utter_ask_affirmation_intro")[language]
