@@ -24,7 +24,7 @@ def handoff_records(stack: Stack) -> list[dict]:
 )
 def test_unclear_twice_reaches_a_person(
     stack: Stack, language: str, unclear: str, still_unclear: str
-) -> None:  # noqa: E501
+) -> None:
     sender = "fb-" + uuid.uuid4().hex[:10]
     first = say(stack, sender, unclear)
     assert first[0]["text"] == texts("utter_ask_affirmation_intro")[language]
