@@ -1,10 +1,15 @@
-"""handoff.requests against the machine's Redis (REDIS_URL or 127.0.0.1:6379), own key prefix."""
+"""handoff.requests against the machine's Redis (TEST_REDIS_URL or 127.0.0.1:6379), own key prefix.
+
+When no Redis answers there (a laptop without one), a private redis-server is started instead.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +18,35 @@ import redis
 
 from handoff.records import HandoffRecord, Priority, Reason, TranscriptLine
 from handoff.requests import HandoffRequestLog, Outcome, spooled_records
-from scripts.stack import free_port
+from scripts.stack import free_port, redis_ping
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+@pytest.fixture(scope="module")
+def redis_url() -> Any:
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        yield url
+        return
+    except redis.ConnectionError:
+        if "TEST_REDIS_URL" in os.environ:
+            pytest.fail(f"no Redis at TEST_REDIS_URL={url}")
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(50):
+            if redis_ping("127.0.0.1", port):
+                break
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def record(conversation_id: str) -> HandoffRecord:
@@ -34,38 +63,34 @@ def record(conversation_id: str) -> HandoffRecord:
 
 
 @pytest.fixture
-def prefix() -> Any:
+def prefix(redis_url: str) -> Any:
     """A fresh namespace; only its own keys are deleted afterwards."""
     name = "t" + secrets.token_hex(6)
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"no Redis at {REDIS_URL} (set TEST_REDIS_URL)")
+    client = redis.Redis.from_url(redis_url)
     yield name
     for key in client.scan_iter(f"{name}:*"):
         client.delete(key)
 
 
-async def test_a_request_is_queued_once(prefix: str, tmp_path: Path) -> None:
-    log = HandoffRequestLog.create(REDIS_URL, prefix, tmp_path / "spool.jsonl")
+async def test_a_request_is_queued_once(redis_url: str, prefix: str, tmp_path: Path) -> None:
+    log = HandoffRequestLog.create(redis_url, prefix, tmp_path / "spool.jsonl")
     assert await log.record(record("c1")) is Outcome.QUEUED
     assert await log.record(record("c1")) is Outcome.ALREADY_QUEUED
     assert await log.record(record("c2")) is Outcome.QUEUED
-    entries = redis.Redis.from_url(REDIS_URL, decode_responses=True).xrange(log.stream_key)
+    entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange(log.stream_key)
     assert [json.loads(f["record"])["conversation_id"] for _, f in entries] == ["c1", "c2"]
     await log.close()
 
 
-async def test_redis_away_spools_and_replays(prefix: str, tmp_path: Path) -> None:
+async def test_redis_away_spools_and_replays(redis_url: str, prefix: str, tmp_path: Path) -> None:
     spool = tmp_path / "spool.jsonl"
     dead = HandoffRequestLog.create(f"redis://127.0.0.1:{free_port()}/0", prefix, spool)
     assert await dead.record(record("c9")) is Outcome.SPOOLED
     assert [r["conversation_id"] for r in spooled_records(spool)] == ["c9"]
     await dead.close()
-    alive = HandoffRequestLog.create(REDIS_URL, prefix, spool)
+    alive = HandoffRequestLog.create(redis_url, prefix, spool)
     assert await alive.record(record("c10")) is Outcome.QUEUED
-    entries = redis.Redis.from_url(REDIS_URL, decode_responses=True).xrange(alive.stream_key)
+    entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange(alive.stream_key)
     assert [json.loads(f["record"])["conversation_id"] for _, f in entries] == ["c9", "c10"]
     assert not spool.exists()
     await alive.close()
