@@ -8,7 +8,6 @@ browser never sees that token.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from common.ids import valid_conversation_id
 from common.settings import Settings
 from handoff.history import history_from_events
 
@@ -30,13 +30,6 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 HTTP_REQUESTS = Counter("web_http_requests_total", "HTTP requests", ["path", "status"])
 HISTORY_LATENCY = Histogram("web_history_seconds", "Time to fetch a chat history from Rasa")
-
-
-_SESSION_RE = re.compile(r"[A-Za-z0-9_.:@\-]{1,128}")
-
-
-def _valid_session(session_id: str) -> bool:
-    return _SESSION_RE.fullmatch(session_id) is not None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="StarCard support web service", version="0.1.0", lifespan=lifespan)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    demo_html = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
 
     def rasa_client() -> httpx.AsyncClient:
         # created on first use, inside the server's event loop
@@ -72,8 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rasa_public = (
             settings.public_rasa_url or f"{request.url.scheme}://{request.url.hostname}:{settings.rasa_port}"
         )
-        html = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
-        return HTMLResponse(html.replace("{{RASA_URL}}", rasa_public))
+        return HTMLResponse(demo_html.replace("{{RASA_URL}}", rasa_public))
 
     @app.get("/widget.js")
     async def widget() -> FileResponse:
@@ -81,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/history/{session_id}")
     async def history(session_id: str) -> JSONResponse:
-        if not _valid_session(session_id):
+        if not valid_conversation_id(session_id):
             raise HTTPException(status_code=400, detail="invalid session id")
         started = time.perf_counter()
         try:

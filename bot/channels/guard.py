@@ -13,17 +13,15 @@ UserUttered event keeps what was rejected so an agent can still see it.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.ids import valid_conversation_id
 from common.language import detect_language
 
 EMPTY_MESSAGE_INTENT = "empty_message"
 TOO_LONG_INTENT = "message_too_long"
 PREVIEW_CHARS = 280
-
-_SENDER_RE = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class InspectedMessage:
 
 def valid_sender_id(sender: object) -> bool:
     """A sender id must be a short printable token: it is a Redis key suffix."""
-    return isinstance(sender, str) and bool(_SENDER_RE.match(sender))
+    return valid_conversation_id(sender)
 
 
 def inspect_message(text: object, max_chars: int) -> InspectedMessage:
