@@ -2,7 +2,9 @@
 
 ``action_handoff`` runs on an explicit request, on urgent topics and when a
 customer accepts the offer of a person; ``action_default_fallback`` (Rasa's
-default, overridden) runs when the two-stage fallback gives up. Both build the
+default, overridden) runs when the dialogue policies are unsure what to do;
+actions/knowledge.py hands off through ``hand_off`` when the knowledge base
+has no answer. Both build the
 handoff record of the contract in ARCHITECTURE.md and append it to the request
 log; the queue, positions and the agent console come with the handoff issue.
 """
@@ -42,6 +44,8 @@ CATEGORIES = {
     **URGENT_CATEGORIES,
 }
 _ENTITY_SLOTS = ("order_id", "card_code", "phone", "email")
+# the customer already tried to help themselves and something on our side failed
+HIGH_PRIORITY_REASONS = {Reason.ACTION_FAILURE: Priority.HIGH, Reason.VERIFICATION_FAILED: Priority.HIGH}
 
 _request_log: HandoffRequestLog | None = None
 
@@ -102,8 +106,8 @@ class ActionHandoff(Action):
             return Reason.URGENT_TOPIC
         return Reason.CUSTOMER_REQUEST
 
-    def build_record(self, tracker: Tracker) -> HandoffRecord:
-        reason = self.reason(tracker)
+    def build_record(self, tracker: Tracker, reason: Reason | None = None) -> HandoffRecord:
+        reason = reason or self.reason(tracker)
         topic = _topic_intent(tracker)
         urgent = reason is Reason.URGENT_TOPIC or topic in URGENT_CATEGORIES
 
@@ -112,7 +116,7 @@ class ActionHandoff(Action):
             channel=tracker.get_latest_input_channel() or "unknown",
             language=customer_language(tracker),
             reason=reason,
-            priority=Priority.URGENT if urgent else Priority.NORMAL,
+            priority=Priority.URGENT if urgent else HIGH_PRIORITY_REASONS.get(reason, Priority.NORMAL),
             category=CATEGORIES.get(topic, "general"),
             summary=_summary(tracker, topic, reason),
             transcript=transcript(tracker),
@@ -135,15 +139,28 @@ class ActionHandoff(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
-        record = self.build_record(tracker)
+        return await self.hand_off(dispatcher, tracker)
+
+    async def hand_off(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, reason: Reason | None = None
+    ) -> list[EventType]:
+        """Record the request (once per conversation) and tell the customer; other actions call this too."""
+        record = self.build_record(tracker, reason)
         log = self.request_log or default_request_log()
         outcome = await log.record(record)
+        logger.info(
+            "conversation %s: handoff %s (reason %s, priority %s)",
+            tracker.sender_id,
+            outcome.value,
+            record.reason.value,
+            record.priority.value,
+        )
         dispatcher.utter_message(response=self.response_for(outcome, record))
         return [SlotSet("handoff_requested", True)]
 
 
 class ActionDefaultFallback(ActionHandoff):
-    """Rasa's default fallback, overridden: after a second unclear message, a person."""
+    """Rasa's core fallback, overridden: when the policies cannot tell what to do next, a person."""
 
     def name(self) -> str:
         return "action_default_fallback"

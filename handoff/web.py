@@ -1,4 +1,4 @@
-"""The web service on :8000: demo page, widget script, chat history, health.
+"""The web service on :8000: demo page, widget script, chat history, knowledge search, health.
 
 It grows into the handoff service (agent console, queue API) with the handoff
 issue. It talks to Rasa over Rasa's HTTP API with the server token; the
@@ -23,6 +23,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from common.ids import valid_conversation_id
 from common.settings import Settings
 from handoff.history import history_from_events
+from knowledge.api import create_router as knowledge_router
+from knowledge.config import KnowledgeConfig
+from knowledge.retriever import ReloadingRetriever
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     demo_html = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
+
+    def knowledge() -> ReloadingRetriever:
+        # the index is loaded on the first search, not at start-up
+        if "knowledge" not in state:
+            state["knowledge"] = ReloadingRetriever(KnowledgeConfig.from_env())
+        holder: ReloadingRetriever = state["knowledge"]
+        return holder
+
+    app.include_router(knowledge_router(knowledge))
 
     def rasa_client() -> httpx.AsyncClient:
         # created on first use, inside the server's event loop

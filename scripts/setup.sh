@@ -90,3 +90,5 @@ fi
 
 mkdir -p var/log
 .venv/bin/python -m scripts.model ensure
+# the knowledge index: built when missing, brought up to date when articles changed, else a no-op
+.venv/bin/python -m knowledge build

@@ -37,3 +37,10 @@ def redis_client(stack: Stack) -> Any:
 
 def is_chinese(text: str) -> bool:
     return bool(HAN.search(text))
+
+
+def is_kb_answer(text: str, language: str) -> bool:
+    """A knowledge-base answer: an article section followed by its source line."""
+    if language == "zh":
+        return bool(re.search(r"\S\s*\n\s*（来源：[^\n]+）$", text))
+    return bool(re.search(r"\S\s*\n\s*\(Source: [^\n]+\)$", text))

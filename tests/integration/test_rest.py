@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from scripts.stack import Stack
-from tests.integration.helpers import is_chinese, redis_client, rest_url, say, texts
+from tests.integration.helpers import is_chinese, is_kb_answer, redis_client, rest_url, say, texts
 
 pytestmark = pytest.mark.integration
 
@@ -153,6 +153,6 @@ def test_redis_going_away_mid_conversation_loses_nothing(stack: Stack) -> None:
     finally:
         stack.restart_service("redis")
     replies = say(stack, sender, "退款")
-    assert replies[0]["text"] == texts("utter_refund")["zh"]
+    assert is_kb_answer(replies[0]["text"], "zh") or replies[0]["text"] == texts("utter_refund")["zh"]
     texts_said = [e.get("text") for e in stored_events(stack, sender) if e.get("event") == "user"]
     assert texts_said[0] == "你好"  # what was said before the outage survived (AOF)

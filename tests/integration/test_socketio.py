@@ -11,7 +11,7 @@ import pytest
 import socketio
 
 from scripts.stack import Stack
-from tests.integration.helpers import texts
+from tests.integration.helpers import is_kb_answer, texts
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ async def test_turns_in_chinese_and_english(client: WidgetClient) -> None:
 async def test_buttons_arrive_as_quick_replies(client: WidgetClient) -> None:
     session = await client.open(uuid.uuid4().hex)
     reply = await client.say(session, "my steam card code doesn't work")
-    assert reply["text"] == texts("utter_card_code_problem")["en"]
+    assert is_kb_answer(reply["text"], "en") or reply["text"] == texts("utter_card_code_problem")["en"]
     assert "/ask_human" in [b["payload"] for b in reply["quick_replies"]]
     handoff = await client.say(session, "/ask_human")
     assert handoff["text"] == texts("utter_handoff")["en"]
@@ -93,7 +93,7 @@ async def test_reconnect_keeps_the_conversation(stack: Stack, client: WidgetClie
     again = WidgetClient(stack)
     assert await again.open(session) == session
     reply = await again.say(session, "发票怎么开")
-    assert reply["text"] == texts("utter_invoice")["zh"]
+    assert is_kb_answer(reply["text"], "zh") or reply["text"] == texts("utter_invoice")["zh"]
     await again.close()
     async with httpx.AsyncClient() as http:
         history = (await http.get(f"http://127.0.0.1:{stack.settings.web_port}/api/history/{session}")).json()

