@@ -176,7 +176,7 @@ class ActionAnswerFromKnowledge(Action):
         buttons = [
             {"title": response_text(domain, "utter_talk_to_person", language), "payload": "/ask_human"}
         ]
-        # the article id stays in the kb_article slot; a custom payload would reach channels as an extra message
+        # the article id is in the kb_article slot; a custom payload would reach channels as an extra message
         dispatcher.utter_message(text=f"{chat_text(hit.chunk)}\n{source}", buttons=buttons)
 
     def suggest(
