@@ -92,3 +92,5 @@ mkdir -p var/log
 .venv/bin/python -m scripts.model ensure
 # the knowledge index: built when missing, brought up to date when articles changed, else a no-op
 .venv/bin/python -m knowledge build
+# the demo shop (SQLite under var/ unless DATABASE_URL says otherwise): migrate, seed what is missing
+.venv/bin/python -m shop seed
