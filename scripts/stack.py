@@ -247,6 +247,7 @@ class Stack:
         self.check_ports(services)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = self.env()
+        self.seed_shop(env)
         for service in services:
             log_path = self.log_dir / f"{service.name}.log"
             log = log_path.open("ab")
@@ -266,6 +267,20 @@ class Stack:
                 self.wait(service)
         for service in self.services:
             self.wait(service)
+
+    def seed_shop(self, env: dict[str, str]) -> None:
+        """Migrate and seed the demo shop this stack's actions use (idempotent, about a second)."""
+        result = subprocess.run(  # noqa: S603 - fixed argv
+            [str(ROOT / ".venv" / "bin" / "python"), "-m", "shop", "seed"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"seeding the shop database failed:\n{result.stderr[-2000:]}")
 
     def wait(self, service: Service) -> None:
         deadline = time.monotonic() + READY_TIMEOUT

@@ -1,0 +1,179 @@
+"""Order lookup: an order id, an ownership check, then the order.
+
+Nothing about an order is said before the ownership check passes: an unknown
+id and a known one look the same until then, except that an unknown id is
+reported as "not found" (ids are not secret; what is in the order is).
+Three failed checks hand the conversation to a person (verification_failed,
+high priority); a failing shop backend gets an apology and a person
+(action_failure), never silence. The proof itself is not stored: the slot
+keeps "verified".
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.conversation import customer_language, response_text
+from actions.handoff import ActionHandoff
+from handoff.records import Reason
+from shop.backend import Order, ShopBackend, ShopUnavailable, create
+
+logger = logging.getLogger(__name__)
+
+ORDER_ID = re.compile(r"DG\d{12}", re.IGNORECASE)
+PHONE_TAIL = re.compile(r"^\d{4}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_FAILURES = 3
+VERIFIED = "verified"
+SHOP_TIME = timezone(timedelta(hours=8))  # the shop's business hours are Beijing time
+
+_backend: ShopBackend | None = None
+
+
+def default_backend() -> ShopBackend:
+    """The process-wide shop backend, created on first use from the environment."""
+    global _backend
+    if _backend is None:
+        _backend = create()
+    return _backend
+
+
+class _Locked(Exception):
+    """Too many failed ownership checks."""
+
+
+async def fail_over(
+    dispatcher: CollectingDispatcher, tracker: Tracker, handoff: ActionHandoff, response: str, reason: Reason
+) -> list[EventType]:
+    """Stop the form, apologise and hand off."""
+    dispatcher.utter_message(response=response)
+    events = await handoff.hand_off(dispatcher, tracker, reason)
+    return [*events, SlotSet("requested_slot", None), ActiveLoop(None)]
+
+
+class ValidateOrderLookupForm(FormValidationAction):
+    backend: ShopBackend | None = None
+    handoff: ActionHandoff | None = None
+
+    def name(self) -> str:
+        return "validate_order_lookup_form"
+
+    def shop(self) -> ShopBackend:
+        return self.backend or default_backend()
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        handoff = self.handoff or ActionHandoff()
+        try:
+            return list(await super().run(dispatcher, tracker, domain))
+        except ShopUnavailable as error:
+            logger.warning("conversation %s: order lookup failed: %s", tracker.sender_id, error)
+            return await fail_over(
+                dispatcher, tracker, handoff, "utter_shop_unavailable", Reason.ACTION_FAILURE
+            )
+        except _Locked:
+            logger.info("conversation %s: ownership check failed %d times", tracker.sender_id, MAX_FAILURES)
+            return await fail_over(
+                dispatcher, tracker, handoff, "utter_owner_check_locked", Reason.VERIFICATION_FAILED
+            )
+
+    async def validate_order_id(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> dict[str, Any]:
+        found = ORDER_ID.search(str(value or ""))
+        if not found:
+            dispatcher.utter_message(response="utter_order_id_invalid")
+            return {"order_id": None}
+        order_id = found.group(0).upper()
+        if await self.shop().get_order(order_id) is None:
+            dispatcher.utter_message(response="utter_order_not_found")
+            return {"order_id": None}
+        return {"order_id": order_id, "owner_verified": False}
+
+    async def validate_owner_proof(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> dict[str, Any]:
+        proof = str(value or "").strip()
+        if proof == VERIFIED and tracker.get_slot("owner_verified"):
+            return {"owner_proof": VERIFIED}
+        if not (PHONE_TAIL.match(proof) or EMAIL.match(proof)):
+            dispatcher.utter_message(response="utter_owner_proof_invalid")
+            return {"owner_proof": None}
+        if await self.shop().verify_owner(str(tracker.get_slot("order_id")), proof):
+            return {"owner_proof": VERIFIED, "owner_verified": True, "verification_failures": 0}
+        failures = int(tracker.get_slot("verification_failures") or 0) + 1
+        if failures >= MAX_FAILURES:
+            raise _Locked()
+        dispatcher.utter_message(response="utter_owner_check_failed")
+        return {"owner_proof": None, "verification_failures": failures}
+
+
+def _local_time(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    return datetime.fromisoformat(iso).astimezone(SHOP_TIME).strftime("%Y-%m-%d %H:%M (UTC+8)")
+
+
+def order_summary(order: Order, domain: dict[str, Any], language: Any) -> str:
+    """The order as the customer sees it: status, items, paid time, codes masked."""
+    if order.codes:
+        codes = ", ".join(
+            f"{code.masked} ({response_text(domain, f'utter_code_state_{code.status.value}', language)})"
+            for code in order.codes
+        )
+        delivery = response_text(domain, "utter_order_codes", language).format(codes=codes)
+    else:
+        delivery = response_text(domain, "utter_order_no_codes", language)
+    return response_text(domain, "utter_order_summary", language).format(
+        order_id=order.order_id,
+        status=response_text(domain, f"utter_order_state_{order.status.value}", language),
+        items=", ".join(f"{item.name} x{item.quantity}" for item in order.items),
+        paid_at=_local_time(order.paid_at),
+        delivery=delivery,
+    )
+
+
+class ActionShowOrder(Action):
+    backend: ShopBackend | None = None
+    handoff: ActionHandoff | None = None
+
+    def name(self) -> str:
+        return "action_show_order"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        # the form also ends when it hands off; then there is nothing to show
+        if not tracker.get_slot("owner_verified"):
+            return []
+        language = customer_language(tracker)
+        try:
+            order = await (self.backend or default_backend()).get_order(str(tracker.get_slot("order_id")))
+        except ShopUnavailable as error:
+            logger.warning("conversation %s: showing the order failed: %s", tracker.sender_id, error)
+            handoff = self.handoff or ActionHandoff()
+            events = await fail_over(
+                dispatcher, tracker, handoff, "utter_shop_unavailable", Reason.ACTION_FAILURE
+            )
+            return [e for e in events if not isinstance(e, ActiveLoop)]
+        if order is None:
+            dispatcher.utter_message(response="utter_order_not_found")
+        else:
+            buttons = [
+                {"title": response_text(domain, "utter_talk_to_person", language), "payload": "/ask_human"}
+            ]
+            dispatcher.utter_message(text=order_summary(order, domain, language), buttons=buttons)
+        # the next lookup proves ownership again
+        return [
+            SlotSet("owner_proof", None),
+            SlotSet("owner_verified", None),
+            SlotSet("verification_failures", 0),
+        ]
