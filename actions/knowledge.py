@@ -100,14 +100,6 @@ class ActionAnswerFromKnowledge(Action):
     def name(self) -> str:
         return "action_kb_answer"
 
-    def thresholds(self, retriever: Retriever, language: str) -> tuple[float, float]:
-        answer, suggest = retriever.thresholds(language)
-        config = (self.retriever or default_retriever()).config
-        return (
-            config.answer_threshold if config.answer_threshold is not None else answer,
-            config.suggest_threshold if config.suggest_threshold is not None else suggest,
-        )
-
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
@@ -115,8 +107,9 @@ class ActionAnswerFromKnowledge(Action):
         latest = tracker.latest_message or {}
         intent = str((latest.get("intent") or {}).get("name") or "")
         text = str(latest.get("text") or "")[:MAX_QUERY_CHARS]
+        holder = self.retriever or default_retriever()
         try:
-            retriever = await asyncio.to_thread((self.retriever or default_retriever()).get)
+            retriever = await asyncio.to_thread(holder.get)
             if intent == "kb_article":
                 return self.show_article(dispatcher, tracker, domain, retriever, language)
             hits = await asyncio.to_thread(retriever.search, text, language, MAX_SUGGESTIONS)
@@ -126,7 +119,7 @@ class ActionAnswerFromKnowledge(Action):
             return await self.unavailable(dispatcher, tracker, intent)
 
         confidence = retriever.confidence(hits, language)
-        answer_at, suggest_at = self.thresholds(retriever, language)
+        answer_at, suggest_at = holder.thresholds(retriever, language)
         top = hits[0] if hits else None
         logger.info(
             "conversation %s: kb %s intent=%s top=%s confidence=%.3f (answer %.2f, suggest %.2f) query=%r",

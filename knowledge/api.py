@@ -55,10 +55,7 @@ def create_router(retriever: Callable[[], ReloadingRetriever]) -> APIRouter:
         lang = language or detect_language(q)
         hits = await asyncio.to_thread(current.search, q, lang, k)
         confidence = current.confidence(hits, lang)
-        answer_at, suggest_at = current.thresholds(lang)
-        config = holder.config
-        answer_at = config.answer_threshold if config.answer_threshold is not None else answer_at
-        suggest_at = config.suggest_threshold if config.suggest_threshold is not None else suggest_at
+        answer_at, suggest_at = holder.thresholds(current, lang)
         return {
             "query": q,
             "language": lang,

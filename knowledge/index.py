@@ -88,21 +88,43 @@ def _eval_hash(config: KnowledgeConfig) -> str:
     return digest.hexdigest()[:16]
 
 
+@dataclass
+class _Inputs:
+    """Everything a build depends on; an index whose manifest records the same is current."""
+
+    articles: list[Article]
+    model_dir: Path
+    settings: dict[str, Any]
+    documents: dict[str, str]
+    eval_hash: str
+
+    def matches(self, manifest: dict[str, Any]) -> bool:
+        return (
+            manifest.get("settings") == self.settings
+            and manifest.get("documents") == self.documents
+            and manifest.get("eval_hash") == self.eval_hash
+        )
+
+
+def _inputs(config: KnowledgeConfig) -> _Inputs:
+    articles = load_corpus(config.articles_dir)  # raises ArticleError before anything is written
+    model_dir = config.model_path()
+    romanise_han = needs_romanising(model_dir, config.romanise_han)
+    return _Inputs(
+        articles=articles,
+        model_dir=model_dir,
+        settings=_settings_key(config, model_fingerprint(model_dir), romanise_han),
+        documents={a.key: a.content_hash for a in articles},
+        eval_hash=_eval_hash(config),
+    )
+
+
 def is_stale(config: KnowledgeConfig) -> bool:
     """True when articles, model or settings differ from the current index (or there is none)."""
     current = current_dir(config.index_root)
     if current is None or not (current / "manifest.json").is_file():
         return True
-    manifest = read_manifest(current)
-    model_dir = config.model_path()
-    fingerprint = model_fingerprint(model_dir)
-    romanise_han = needs_romanising(model_dir, config.romanise_han)
-    if manifest.get("settings") != _settings_key(config, fingerprint, romanise_han):
-        return True
-    if manifest.get("eval_hash") != _eval_hash(config):
-        return True
-    articles = load_corpus(config.articles_dir)
-    return manifest.get("documents") != {a.key: a.content_hash for a in articles}
+    return not _inputs(config).matches(read_manifest(current))
 
 
 def _write_chunks(directory: Path, chunks: list[Chunk], hashes: list[str]) -> None:
@@ -164,13 +186,15 @@ def build_faiss(vectors: np.ndarray, hnsw_min_chunks: int) -> Any:
     return index
 
 
-def _encoder_dir(config: KnowledgeConfig, fingerprint: str, encoder: SentenceTransformerEncoder) -> Path:
-    """The ONNX export of the model, made once per model and shared by builds."""
+def _encoder_dir(
+    config: KnowledgeConfig, fingerprint: str, load: Callable[[], SentenceTransformerEncoder]
+) -> Path:
+    """The ONNX export of the model, made once per model and shared by builds (PyTorch loads only then)."""
     directory = (config.encoder_cache or config.index_root / "encoders") / fingerprint
     if not (directory / "model.onnx").is_file():
         logger.info("exporting the embedding model to ONNX (%s)", directory)
         staging = directory.with_name(directory.name + f".tmp-{uuid.uuid4().hex[:6]}")
-        encoder.export_onnx(staging)
+        load().export_onnx(staging)
         directory.parent.mkdir(parents=True, exist_ok=True)
         if directory.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -201,23 +225,20 @@ def build(
 ) -> BuildReport:
     """Build (or bring up to date) the index; returns what was done."""
     started = time.monotonic()
-    articles: list[Article] = load_corpus(
-        config.articles_dir
-    )  # raises ArticleError before anything is written
-    model_dir = config.model_path()
-    fingerprint = model_fingerprint(model_dir)
-    romanise_han = needs_romanising(model_dir, config.romanise_han)
-    settings = _settings_key(config, fingerprint, romanise_han)
-    documents = {a.key: a.content_hash for a in articles}
+    inputs = _inputs(config)
+    articles, model_dir, settings, documents = (
+        inputs.articles,
+        inputs.model_dir,
+        inputs.settings,
+        inputs.documents,
+    )
+    romanise_han = bool(settings["romanise_han"])
+    fingerprint = str(settings["model_fingerprint"])
     previous = current_dir(config.index_root)
 
     if not force and previous is not None and (previous / "manifest.json").is_file():
         manifest = read_manifest(previous)
-        if (
-            manifest.get("settings") == settings
-            and manifest.get("documents") == documents
-            and manifest.get("eval_hash") == _eval_hash(config)
-        ):
+        if inputs.matches(manifest):
             return BuildReport(build_id=manifest["build_id"], up_to_date=True, path=previous)
 
     reuse = {} if force else _previous_vectors(previous, settings)
@@ -292,9 +313,10 @@ def build(
             }
             report.chunks[language] = len(chunks)
 
-        if encoder is None:
-            encoder = SentenceTransformerEncoder(model_dir, romanise_han)
-        encoder_dir = _encoder_dir(config, fingerprint, encoder)
+        # a build that embedded nothing (only deletions) need not load PyTorch at all
+        encoder_dir = _encoder_dir(
+            config, fingerprint, lambda: encoder or SentenceTransformerEncoder(model_dir, romanise_han)
+        )
         shutil.copytree(encoder_dir, staging / "encoder")
         report.removed = sorted(set(old_documents) - set(documents))
         manifest = {
@@ -302,11 +324,11 @@ def build(
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "model": config.model,
             "model_path": str(model_dir),
-            "dimensions": encoder.dimensions,
+            "dimensions": dimensions,
             "settings": settings,
             "documents": documents,
             "languages": language_info,
-            "eval_hash": _eval_hash(config),
+            "eval_hash": inputs.eval_hash,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), "utf-8")
         if fit is not None:

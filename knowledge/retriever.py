@@ -304,6 +304,14 @@ class ReloadingRetriever:
         self._retriever: Retriever | None = None
         self._checked = 0.0
 
+    def thresholds(self, retriever: Retriever, language: str) -> tuple[float, float]:
+        """(answer, suggest) thresholds: the fitted ones unless the configuration overrides them."""
+        answer, suggest = retriever.thresholds(language)
+        return (
+            self.config.answer_threshold if self.config.answer_threshold is not None else answer,
+            self.config.suggest_threshold if self.config.suggest_threshold is not None else suggest,
+        )
+
     def get(self) -> Retriever:
         now = time.monotonic()
         if self._retriever is not None and now - self._checked < self.check_every:

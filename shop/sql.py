@@ -92,6 +92,14 @@ def _reference(prefix: str) -> str:
     return prefix + secrets.token_hex(4).upper()
 
 
+def _load_order(session: Session, order_id: str) -> OrderRow | None:
+    return session.scalar(
+        select(OrderRow)
+        .where(OrderRow.id == order_id.upper())
+        .options(selectinload(OrderRow.items), selectinload(OrderRow.codes), selectinload(OrderRow.customer))
+    )
+
+
 class SqlShopBackend(ShopBackend):
     def __init__(self, url: str, timeout: float = 2.0, clock: Callable[[], datetime] = utcnow) -> None:
         self.url = url
@@ -114,11 +122,7 @@ class SqlShopBackend(ShopBackend):
 
     async def get_order(self, order_id: str) -> Order | None:
         def work(session: Session) -> Order | None:
-            row = session.scalar(
-                select(OrderRow)
-                .where(OrderRow.id == order_id.upper())
-                .options(selectinload(OrderRow.items), selectinload(OrderRow.codes))
-            )
+            row = _load_order(session, order_id)
             return _order(row) if row else None
 
         return await self._run(work)
@@ -127,11 +131,7 @@ class SqlShopBackend(ShopBackend):
         proof = proof.strip()
 
         def work(session: Session) -> bool:
-            row = session.scalar(
-                select(OrderRow)
-                .where(OrderRow.id == order_id.upper())
-                .options(selectinload(OrderRow.customer))
-            )
+            row = _load_order(session, order_id)
             if row is None or not proof:
                 return False
             customer = row.customer
@@ -218,11 +218,7 @@ class SqlShopBackend(ShopBackend):
         now = self.clock()
 
         def work(session: Session) -> RefundDecision:
-            order = session.scalar(
-                select(OrderRow)
-                .where(OrderRow.id == order_id.upper())
-                .options(selectinload(OrderRow.items), selectinload(OrderRow.codes))
-            )
+            order = _load_order(session, order_id)
             if order is None:
                 return RefundDecision(False, None, "not_found")
             existing = session.scalar(select(RefundTicketRow).where(RefundTicketRow.order_id == order.id))
