@@ -31,6 +31,8 @@ URGENT_CATEGORIES = {
     "account_security": "account_security",
     "payment_dispute": "payment_dispute",
 }
+# categories that are urgent whatever intent led there (card_dispute: a code redeemed by someone else)
+URGENT_CATEGORY_NAMES = {"account_security", "payment_dispute", "card_dispute", "fraud"}
 # intent -> category for the agent's routing
 CATEGORIES = {
     "order_status": "order",
@@ -38,6 +40,7 @@ CATEGORIES = {
     "card_code_problem": "card_code",
     "resend_code": "card_code",
     "refund": "refund",
+    "refund_request": "refund",
     "payment_failed": "payment",
     "complaint": "complaint",
     "change_contact": "account",
@@ -106,10 +109,15 @@ class ActionHandoff(Action):
             return Reason.URGENT_TOPIC
         return Reason.CUSTOMER_REQUEST
 
-    def build_record(self, tracker: Tracker, reason: Reason | None = None) -> HandoffRecord:
+    def build_record(
+        self, tracker: Tracker, reason: Reason | None = None, category: str | None = None
+    ) -> HandoffRecord:
         reason = reason or self.reason(tracker)
         topic = _topic_intent(tracker)
-        urgent = reason is Reason.URGENT_TOPIC or topic in URGENT_CATEGORIES
+        category = category or CATEGORIES.get(topic, "general")
+        urgent = (
+            reason is Reason.URGENT_TOPIC or topic in URGENT_CATEGORIES or category in URGENT_CATEGORY_NAMES
+        )
 
         return HandoffRecord.build(
             conversation_id=tracker.sender_id,
@@ -117,7 +125,7 @@ class ActionHandoff(Action):
             language=customer_language(tracker),
             reason=reason,
             priority=Priority.URGENT if urgent else HIGH_PRIORITY_REASONS.get(reason, Priority.NORMAL),
-            category=CATEGORIES.get(topic, "general"),
+            category=category,
             summary=_summary(tracker, topic, reason),
             transcript=transcript(tracker),
             entities={
@@ -142,10 +150,14 @@ class ActionHandoff(Action):
         return await self.hand_off(dispatcher, tracker)
 
     async def hand_off(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, reason: Reason | None = None
+        self,
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        reason: Reason | None = None,
+        category: str | None = None,
     ) -> list[EventType]:
         """Record the request (once per conversation) and tell the customer; other actions call this too."""
-        record = self.build_record(tracker, reason)
+        record = self.build_record(tracker, reason, category)
         log = self.request_log or default_request_log()
         outcome = await log.record(record)
         logger.info(

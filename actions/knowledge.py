@@ -93,6 +93,13 @@ def _misses_in_a_row(tracker: Tracker) -> int:
         return 0
 
 
+# article category -> the self-service flow offered under its answers
+SELF_SERVICE = {
+    "refunds": ("utter_button_request_refund", "/refund_request"),
+    "card-codes": ("utter_button_check_card_code", "/card_code_problem"),
+}
+
+
 class ActionAnswerFromKnowledge(Action):
     retriever: ReloadingRetriever | None = None
     handoff: ActionHandoff | None = None
@@ -169,6 +176,10 @@ class ActionAnswerFromKnowledge(Action):
         buttons = [
             {"title": response_text(domain, "utter_talk_to_person", language), "payload": "/ask_human"}
         ]
+        if hit.category in SELF_SERVICE:
+            # after reading how it works, the customer can do it here
+            response, payload = SELF_SERVICE[hit.category]
+            buttons.insert(0, {"title": response_text(domain, response, language), "payload": payload})
         # the article id is in the kb_article slot; a custom payload would reach channels as an extra message
         dispatcher.utter_message(text=f"{chat_text(hit.chunk)}\n{source}", buttons=buttons)
 

@@ -4,8 +4,8 @@ Nothing about an order is said before the ownership check passes: an unknown
 id and a known one look the same until then, except that an unknown id is
 reported as "not found" (ids are not secret; what is in the order is).
 Three failed checks hand the conversation to a person (verification_failed,
-high priority); a failing shop backend gets an apology and a person
-(action_failure), never silence. The proof itself is not stored: the slot
+high priority), so does an unknown id given twice (not_found); a failing shop
+backend gets an apology and a person (action_failure), never silence. The proof itself is not stored: the slot
 keeps "verified".
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from abc import ABC, abstractmethod
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -31,6 +32,7 @@ ORDER_ID = re.compile(r"DG\d{12}", re.IGNORECASE)
 PHONE_TAIL = re.compile(r"^\d{4}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_FAILURES = 3
+MAX_LOOKUP_MISSES = 2  # an unknown order id or card code twice -> a person
 VERIFIED = "verified"
 SHOP_TIME = timezone(timedelta(hours=8))  # the shop's business hours are Beijing time
 
@@ -45,8 +47,13 @@ def default_backend() -> ShopBackend:
     return _backend
 
 
-class _Locked(Exception):
-    """Too many failed ownership checks."""
+class FlowHandoff(Exception):
+    """A self-service flow cannot go on: say ``response`` and hand off with ``reason``."""
+
+    def __init__(self, response: str, reason: Reason) -> None:
+        super().__init__(reason.value)
+        self.response = response
+        self.reason = reason
 
 
 async def fail_over(
@@ -58,12 +65,26 @@ async def fail_over(
     return [*events, SlotSet("requested_slot", None), ActiveLoop(None)]
 
 
-class ValidateOrderLookupForm(FormValidationAction):
+def count_miss(tracker: Tracker) -> dict[str, Any]:
+    """One more unknown id; the second in a flow goes to a person."""
+    misses = int(tracker.get_slot("lookup_misses") or 0) + 1
+    if misses >= MAX_LOOKUP_MISSES:
+        raise FlowHandoff("utter_lookup_not_found_twice", Reason.NOT_FOUND)
+    return {"lookup_misses": misses}
+
+
+class OwnedOrderForm(FormValidationAction, ABC):
+    """A form that needs an order id and proof that the customer owns the order.
+
+    Subclasses name the form; the order lookup and the refund form share the
+    checks, the three-strikes rule and the failure handling.
+    """
+
     backend: ShopBackend | None = None
     handoff: ActionHandoff | None = None
 
-    def name(self) -> str:
-        return "validate_order_lookup_form"
+    @abstractmethod
+    def name(self) -> str: ...
 
     def shop(self) -> ShopBackend:
         return self.backend or default_backend()
@@ -75,15 +96,18 @@ class ValidateOrderLookupForm(FormValidationAction):
         try:
             return list(await super().run(dispatcher, tracker, domain))
         except ShopUnavailable as error:
-            logger.warning("conversation %s: order lookup failed: %s", tracker.sender_id, error)
-            return await fail_over(
+            logger.warning("conversation %s: %s failed: %s", tracker.sender_id, self.name(), error)
+            events = await fail_over(
                 dispatcher, tracker, handoff, "utter_shop_unavailable", Reason.ACTION_FAILURE
             )
-        except _Locked:
-            logger.info("conversation %s: ownership check failed %d times", tracker.sender_id, MAX_FAILURES)
-            return await fail_over(
-                dispatcher, tracker, handoff, "utter_owner_check_locked", Reason.VERIFICATION_FAILED
+            # forget what was extracted so the submit action after the form stays silent
+            return [*events, *reset_lookup()]
+        except FlowHandoff as stop:
+            logger.info(
+                "conversation %s: %s hands off (%s)", tracker.sender_id, self.name(), stop.reason.value
             )
+            events = await fail_over(dispatcher, tracker, handoff, stop.response, stop.reason)
+            return [*events, *reset_lookup()]
 
     async def validate_order_id(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
@@ -94,8 +118,9 @@ class ValidateOrderLookupForm(FormValidationAction):
             return {"order_id": None}
         order_id = found.group(0).upper()
         if await self.shop().get_order(order_id) is None:
+            slots = count_miss(tracker)
             dispatcher.utter_message(response="utter_order_not_found")
-            return {"order_id": None}
+            return {"order_id": None, **slots}
         return {"order_id": order_id, "owner_verified": False}
 
     async def validate_owner_proof(
@@ -111,12 +136,29 @@ class ValidateOrderLookupForm(FormValidationAction):
             return {"owner_proof": VERIFIED, "owner_verified": True, "verification_failures": 0}
         failures = int(tracker.get_slot("verification_failures") or 0) + 1
         if failures >= MAX_FAILURES:
-            raise _Locked()
+            logger.info("conversation %s: ownership check failed %d times", tracker.sender_id, failures)
+            raise FlowHandoff("utter_owner_check_locked", Reason.VERIFICATION_FAILED)
         dispatcher.utter_message(response="utter_owner_check_failed")
         return {"owner_proof": None, "verification_failures": failures}
 
 
-def _local_time(iso: str | None) -> str:
+def reset_lookup() -> list[EventType]:
+    """Forget the proof and the per-flow counters: the next flow proves ownership again."""
+    return [
+        SlotSet("owner_proof", None),
+        SlotSet("owner_verified", None),
+        SlotSet("verification_failures", 0),
+        SlotSet("lookup_misses", 0),
+        SlotSet("card_lookup", None),
+    ]
+
+
+class ValidateOrderLookupForm(OwnedOrderForm):
+    def name(self) -> str:
+        return "validate_order_lookup_form"
+
+
+def local_time(iso: str | None) -> str:
     if not iso:
         return "-"
     return datetime.fromisoformat(iso).astimezone(SHOP_TIME).strftime("%Y-%m-%d %H:%M (UTC+8)")
@@ -136,15 +178,36 @@ def order_summary(order: Order, domain: dict[str, Any], language: Any) -> str:
         order_id=order.order_id,
         status=response_text(domain, f"utter_order_state_{order.status.value}", language),
         items=", ".join(f"{item.name} x{item.quantity}" for item in order.items),
-        paid_at=_local_time(order.paid_at),
+        paid_at=local_time(order.paid_at),
         delivery=delivery,
     )
 
 
-class ActionShowOrder(Action):
+class ShopAction(Action, ABC):
+    """The action after a self-service form: it talks to the shop, and a failing shop means a person."""
+
     backend: ShopBackend | None = None
     handoff: ActionHandoff | None = None
 
+    @abstractmethod
+    def name(self) -> str: ...
+
+    def shop(self) -> ShopBackend:
+        return self.backend or default_backend()
+
+    async def shop_failed(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, error: ShopUnavailable
+    ) -> list[EventType]:
+        logger.warning("conversation %s: %s failed: %s", tracker.sender_id, self.name(), error)
+        handoff = self.handoff or ActionHandoff()
+        events = await fail_over(
+            dispatcher, tracker, handoff, "utter_shop_unavailable", Reason.ACTION_FAILURE
+        )
+        # the form is over already: keep the handoff's events, drop the loop's
+        return [*(e for e in events if e.get("event") != "active_loop"), *reset_lookup()]
+
+
+class ActionShowOrder(ShopAction):
     def name(self) -> str:
         return "action_show_order"
 
@@ -156,14 +219,9 @@ class ActionShowOrder(Action):
             return []
         language = customer_language(tracker)
         try:
-            order = await (self.backend or default_backend()).get_order(str(tracker.get_slot("order_id")))
+            order = await self.shop().get_order(str(tracker.get_slot("order_id")))
         except ShopUnavailable as error:
-            logger.warning("conversation %s: showing the order failed: %s", tracker.sender_id, error)
-            handoff = self.handoff or ActionHandoff()
-            events = await fail_over(
-                dispatcher, tracker, handoff, "utter_shop_unavailable", Reason.ACTION_FAILURE
-            )
-            return [e for e in events if not isinstance(e, ActiveLoop)]
+            return await self.shop_failed(dispatcher, tracker, error)
         if order is None:
             dispatcher.utter_message(response="utter_order_not_found")
         else:
@@ -171,9 +229,4 @@ class ActionShowOrder(Action):
                 {"title": response_text(domain, "utter_talk_to_person", language), "payload": "/ask_human"}
             ]
             dispatcher.utter_message(text=order_summary(order, domain, language), buttons=buttons)
-        # the next lookup proves ownership again
-        return [
-            SlotSet("owner_proof", None),
-            SlotSet("owner_verified", None),
-            SlotSet("verification_failures", 0),
-        ]
+        return reset_lookup()

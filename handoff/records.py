@@ -26,6 +26,7 @@ class Reason(str, Enum):
     LOW_CONFIDENCE = "low_confidence"
     VERIFICATION_FAILED = "verification_failed"
     ACTION_FAILURE = "action_failure"
+    NOT_FOUND = "not_found"  # an order id or card code we do not know, given twice
 
 
 # first-response SLA per priority; the handoff issue makes these configurable

@@ -313,13 +313,14 @@ class Stack:
             os.killpg(service.process.pid, signal.SIGTERM)
             service.process.wait(timeout=15)
 
-    def restart_service(self, name: str) -> None:
+    def restart_service(self, name: str, extra_env: dict[str, str] | None = None) -> None:
+        """Start a stopped service again; extra_env lets fault tests point it somewhere else."""
         service = self._service(name)
         log = (self.log_dir / f"{service.name}.log").open("ab")
         service.process = subprocess.Popen(  # noqa: S603 - fixed argv
             service.command,
             cwd=ROOT,
-            env=self.env(),
+            env={**self.env(), **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

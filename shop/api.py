@@ -19,6 +19,10 @@ class Proof(BaseModel):
     proof: str = Field(max_length=254)
 
 
+class CodeRequest(BaseModel):
+    code: str = Field(min_length=1, max_length=64)
+
+
 class RefundRequest(BaseModel):
     reason: str = Field(default="", max_length=2000)
 
@@ -49,16 +53,16 @@ def create_app(backend: ShopBackend, token: str) -> FastAPI:
     async def verify(order_id: str, body: Proof) -> dict[str, bool]:
         return {"owner": await guarded(backend.verify_owner(order_id, body.proof))}
 
-    @app.get("/card-codes/{code}", dependencies=[Depends(authorised)])
-    async def get_code(code: str) -> dict[str, Any]:
-        found = await guarded(backend.find_card_code(code))
+    @app.post("/card-codes/lookup", dependencies=[Depends(authorised)])
+    async def get_code(body: CodeRequest) -> dict[str, Any]:
+        found = await guarded(backend.find_card_code(body.code))
         if found is None:
             raise HTTPException(status_code=404, detail="unknown card code")
         return to_json(found)
 
-    @app.post("/card-codes/{code}/resend", dependencies=[Depends(authorised)])
-    async def resend(code: str) -> dict[str, Any]:
-        return to_json(await guarded(backend.resend_card_code(code)))
+    @app.post("/card-codes/resend", dependencies=[Depends(authorised)])
+    async def resend(body: CodeRequest) -> dict[str, Any]:
+        return to_json(await guarded(backend.resend_card_code(body.code)))
 
     @app.post("/orders/{order_id}/refunds", dependencies=[Depends(authorised)])
     async def refund(order_id: str, body: RefundRequest) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 The API (docs/shop-api.md; shop/api.py serves it over any ShopBackend):
   GET  /orders/{order_id}                -> Order            404 when unknown
   POST /orders/{order_id}/verify          {"proof": "..."} -> {"owner": bool}
-  GET  /card-codes/{code}                 -> CardCode         404 when unknown
-  POST /card-codes/{code}/resend          -> ResendResult
+  POST /card-codes/lookup                {"code": "..."} -> CardCode   404 when unknown
+  POST /card-codes/resend                {"code": "..."} -> ResendResult
+Card codes travel in request bodies, never in URLs: paths end up in access logs.
   POST /orders/{order_id}/refunds         {"reason": "..."} -> RefundDecision
 Every request carries `Authorization: Bearer <SHOP_API_TOKEN>`.
 """
@@ -97,11 +98,11 @@ class HttpShopBackend(ShopBackend):
         return bool(data and data.get("owner") is True)
 
     async def find_card_code(self, code: str) -> CardCode | None:
-        data = await self._request("GET", f"/card-codes/{quote(code, safe='')}")
+        data = await self._request("POST", "/card-codes/lookup", {"code": code})
         return code_from_json(data) if data else None
 
     async def resend_card_code(self, code: str) -> ResendResult:
-        data = await self._request("POST", f"/card-codes/{quote(code, safe='')}/resend")
+        data = await self._request("POST", "/card-codes/resend", {"code": code})
         if data is None:
             return ResendResult(ResendOutcome.NOT_FOUND)
         return ResendResult(ResendOutcome(data["outcome"]), data.get("reference"), data.get("sent_to"))

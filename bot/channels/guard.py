@@ -8,6 +8,10 @@ unacceptable for a support product, so every channel routes input through
 Rejected input is not dropped: it becomes an intent payload that the dialogue
 answers in the customer's language, and the metadata on the resulting
 UserUttered event keeps what was rejected so an agent can still see it.
+
+Card codes are masked here, before Rasa sees the text, and travel on sealed in
+the metadata (common.masking; channels pass ``default_sealer()``): the tracker
+store and Rasa's logs never hold a full code.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from common.ids import valid_conversation_id
 from common.language import detect_language
+from common.masking import SEALED_CODES_KEY, CodeSealer, mask_card_codes
 
 EMPTY_MESSAGE_INTENT = "empty_message"
 TOO_LONG_INTENT = "message_too_long"
@@ -38,11 +43,32 @@ def valid_sender_id(sender: object) -> bool:
     return valid_conversation_id(sender)
 
 
-def inspect_message(text: object, max_chars: int) -> InspectedMessage:
-    """Turn raw customer input into the text Rasa should process.
+def inspect_message(
+    text: object,
+    max_chars: int,
+    sealer: CodeSealer | None = None,
+    client_metadata: dict[str, Any] | None = None,
+) -> InspectedMessage:
+    """Turn raw customer input into the text and metadata Rasa should process.
 
     ``text`` may be anything a client sent (None, a number, a huge string).
+    ``client_metadata`` is what the client attached; a client cannot supply
+    sealed codes of its own (they would be replays at best).
     """
+    inspected = _inspect(text, max_chars)
+    metadata = {k: v for k, v in (client_metadata or {}).items() if k != SEALED_CODES_KEY}
+    metadata.update(inspected.metadata)
+    if inspected.rejected:
+        return InspectedMessage(inspected.text, metadata, inspected.rejected)
+    if sealer is None:
+        return InspectedMessage(mask_card_codes(inspected.text), metadata)
+    sealed = sealer.seal_message(inspected.text)
+    if sealed.sealed:
+        metadata[SEALED_CODES_KEY] = sealed.sealed
+    return InspectedMessage(sealed.text, metadata)
+
+
+def _inspect(text: object, max_chars: int) -> InspectedMessage:
     if text is None:
         text = ""
     if not isinstance(text, str):
@@ -60,7 +86,7 @@ def inspect_message(text: object, max_chars: int) -> InspectedMessage:
                     "reason": "too_long",
                     "chars": len(stripped),
                     "max_chars": max_chars,
-                    "preview": stripped[:PREVIEW_CHARS],
+                    "preview": mask_card_codes(stripped[:PREVIEW_CHARS]),
                 }
             },
             rejected="too_long",

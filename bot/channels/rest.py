@@ -25,6 +25,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.guard import inspect_message, valid_sender_id
+from common.masking import default_sealer
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +88,10 @@ class RestChannel(InputChannel):
             if isinstance(parsed, HTTPResponse):
                 return parsed
             sender_id: str = parsed["sender"]
-            inspected = inspect_message(parsed.get("message"), self.max_message_chars)
-            metadata = {**(parsed.get("metadata") or {}), **inspected.metadata}
+            inspected = inspect_message(
+                parsed.get("message"), self.max_message_chars, default_sealer(), parsed.get("metadata")
+            )
+            metadata = inspected.metadata
             if inspected.rejected:
                 logger.info(
                     "conversation %s: %s message answered with a prompt", sender_id, inspected.rejected

@@ -23,6 +23,7 @@ from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
 from bot.channels.guard import inspect_message, valid_sender_id
+from common.masking import default_sealer
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,10 @@ class WidgetSocketChannel(SocketIOInput):
                     metadata = {}
             if not isinstance(metadata, dict):
                 metadata = {}
-            inspected = inspect_message(data.get("message"), self.max_message_chars)
-            metadata = {**metadata, **inspected.metadata}
+            inspected = inspect_message(
+                data.get("message"), self.max_message_chars, default_sealer(), metadata
+            )
+            metadata = inspected.metadata
             output = SocketIOOutput(sio, self.bot_message_evt)
             try:
                 await on_new_message(

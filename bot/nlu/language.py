@@ -24,7 +24,8 @@ from common.language import detect_language
 
 _HAS_LETTERS = re.compile(r"[A-Za-z\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff01-\uff5e]")
 _IDS_ONLY = re.compile(
-    r"^[\s,;:#]*(?:(?:DG\d{12}|[A-Z0-9]{4}(?:-[A-Z0-9]{4}){3}|\S+@\S+)[\s,;:#]*)+$", re.IGNORECASE
+    r"^[\s,;:#]*(?:(?:DG\d{12}|[A-Z0-9]{4}(?:-(?:[A-Z0-9]{4}|\*{4})){2}-[A-Z0-9]{4}|\S+@\S+)[\s,;:#]*)+$",
+    re.IGNORECASE,
 )
 
 

@@ -29,13 +29,15 @@ logger = logging.getLogger(__name__)
 _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 # whole tokens the English tokenizer must not split at hyphens or dots
 _WHOLE_WORD_PATTERN = (
-    r"^(?:[A-Za-z0-9]{4}(?:-[A-Za-z0-9]{4}){3}"  # card code
+    r"^(?:[A-Za-z0-9]{4}-\*{4}-\*{4}-[A-Za-z0-9]{4}"  # card code, masked by the channel
+    r"|[A-Za-z0-9]{4}(?:-[A-Za-z0-9]{4}){3}"  # card code
     r"|[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"  # e-mail
     r"|\+?\d[\d\-]{5,}\d)$"  # phone numbers with dashes
 )
 # ids customers glue to other words ("orderDG202611230017") are cut out first
 _ID_RE = re.compile(
     r"(?i)DG\d{12}(?!\d)"
+    r"|(?<![A-Za-z0-9])[A-Za-z0-9]{4}-\*{4}-\*{4}-[A-Za-z0-9]{4}(?![A-Za-z0-9])"
     r"|(?<![A-Za-z0-9])[A-Za-z0-9]{4}(?:-[A-Za-z0-9]{4}){3}(?![A-Za-z0-9])"
     r"|[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"
 )

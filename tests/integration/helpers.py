@@ -44,3 +44,12 @@ def is_kb_answer(text: str, language: str) -> bool:
     if language == "zh":
         return bool(re.search(r"\S\s*\n\s*（来源：[^\n]+）$", text))
     return bool(re.search(r"\S\s*\n\s*\(Source: [^\n]+\)$", text))
+
+
+def handoff_records(stack: Stack, sender: str) -> list[dict[str, Any]]:
+    """The handoff requests recorded for one conversation (the request stream in Redis)."""
+    import json
+
+    entries = redis_client(stack).xrange(f"{stack.settings.key_prefix}:handoff:requests")
+    found = [json.loads(fields["record"]) for _, fields in entries]
+    return [record for record in found if record["conversation_id"] == sender]

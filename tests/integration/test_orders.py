@@ -8,18 +8,12 @@ import uuid
 import pytest
 
 from scripts.stack import Stack
-from tests.integration.helpers import redis_client, say, texts
+from tests.integration.helpers import handoff_records, say, texts
 
 pytestmark = pytest.mark.integration
 
 ORDER = "DG202611200001"  # seeded: Steam CNY 100, delivered, phone ends 8000
 ASK = {"zh": "我想查一下我的订单", "en": "where is my order"}
-
-
-def records(stack: Stack, sender: str) -> list[dict]:
-    entries = redis_client(stack).xrange(f"{stack.settings.key_prefix}:handoff:requests")
-    found = [json.loads(f["record"]) for _, f in entries]
-    return [r for r in found if r["conversation_id"] == sender]
 
 
 def start(stack: Stack, language: str) -> str:
@@ -55,7 +49,7 @@ def test_wrong_owner_three_times_reaches_a_person(stack: Stack, language: str) -
         texts("utter_handoff")[language],
     ]
     assert "Steam" not in json.dumps(last)
-    (record,) = records(stack, sender)
+    (record,) = handoff_records(stack, sender)
     assert record["reason"] == "verification_failed" and record["priority"] == "high"
 
 

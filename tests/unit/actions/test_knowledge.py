@@ -81,8 +81,10 @@ async def test_confident_answer_cites_its_article(
     assert ("1-7 个工作日" if language == "zh" else "1-7 business days") in text
     source = {"zh": f"（来源：{TITLES['zh']}）", "en": f"(Source: {TITLES['en']})"}[language]
     assert text.endswith(source)
+    # an article about refunds offers the refund flow, then a person
     assert messages[0]["buttons"] == [
-        {"title": {"zh": "转人工", "en": "Talk to a person"}[language], "payload": "/ask_human"}
+        {"title": {"zh": "申请退款", "en": "Request a refund"}[language], "payload": "/refund_request"},
+        {"title": {"zh": "转人工", "en": "Talk to a person"}[language], "payload": "/ask_human"},
     ]
     assert SlotSet("kb_article", "refunds") in events and not log.records
 

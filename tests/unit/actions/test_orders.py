@@ -6,8 +6,6 @@ never answers stands for a shop that is down.
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,34 +16,11 @@ from actions.handoff import ActionHandoff
 from actions.orders import ActionShowOrder, ValidateOrderLookupForm
 from handoff.records import Priority, Reason
 from shop.backend import ShopBackend
-from shop.seed import seed
-from shop.sql import SqlShopBackend
 from tests.conftest import make_tracker, user_event
+from tests.unit.actions.conftest import SilentShop
 from tests.unit.actions.test_handoff import FakeRequestLog
 
 ORDER = "DG202611200001"  # Steam CNY 100, code K7QM-2XPA-9FTR-4WZD delivered, phone ends 8000
-
-
-@pytest.fixture
-async def shop(tmp_path: Path) -> Any:
-    url = f"sqlite:///{tmp_path / 'shop.sqlite3'}"
-    await asyncio.to_thread(seed, url)
-    backend = SqlShopBackend(url)
-    yield backend
-    await backend.close()
-
-
-class SilentShop(SqlShopBackend):
-    """A shop that never answers: every call runs into the timeout."""
-
-    def __init__(self) -> None:
-        super().__init__("sqlite://", timeout=0.2)
-
-    async def get_order(self, order_id: str) -> Any:
-        return await self.call(asyncio.sleep(10))
-
-    async def verify_owner(self, order_id: str, proof: str) -> bool:
-        return bool(await self.call(asyncio.sleep(10)))
 
 
 def form(backend: ShopBackend) -> tuple[ValidateOrderLookupForm, FakeRequestLog]:
@@ -70,7 +45,8 @@ async def test_order_id_format_and_existence(shop: ShopBackend, domain: dict[str
     assert await action.validate_order_id("DG123", dispatcher, tracker(), domain) == {"order_id": None}
     assert dispatcher.messages[-1]["response"] == "utter_order_id_invalid"
     assert await action.validate_order_id("DG000000000000", dispatcher, tracker(), domain) == {
-        "order_id": None
+        "order_id": None,
+        "lookup_misses": 1,
     }
     assert dispatcher.messages[-1]["response"] == "utter_order_not_found"
     found = await action.validate_order_id(
@@ -157,3 +133,20 @@ async def test_the_order_after_the_check(
     dispatcher = CollectingDispatcher()
     assert await action.run(dispatcher, tracker(language, order_id=ORDER), domain) == []
     assert dispatcher.messages == []
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+async def test_shop_failing_after_the_check_apologises_and_hands_off(
+    domain: dict[str, Any], language: str
+) -> None:
+    action = ActionShowOrder()
+    action.backend = SilentShop()
+    log = FakeRequestLog()
+    action.handoff = ActionHandoff()
+    action.handoff.request_log = log  # type: ignore[assignment]
+    dispatcher = CollectingDispatcher()
+    events = await action.run(dispatcher, tracker(language, order_id=ORDER, owner_verified=True), domain)
+    assert [m["response"] for m in dispatcher.messages] == ["utter_shop_unavailable", "utter_handoff"]
+    assert log.records[0].reason is Reason.ACTION_FAILURE
+    assert not any(e.get("event") == "active_loop" for e in events), "the form is already over"
+    assert SlotSet("owner_verified", None) in events

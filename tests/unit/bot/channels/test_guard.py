@@ -5,6 +5,7 @@ import json
 import pytest
 
 from bot.channels.guard import EMPTY_MESSAGE_INTENT, TOO_LONG_INTENT, inspect_message, valid_sender_id
+from common.masking import SEALED_CODES_KEY, CodeSealer
 
 
 @pytest.mark.parametrize("raw", ["", "   ", "\n\t ", None])
@@ -46,3 +47,22 @@ def test_valid_sender_ids(sender: str) -> None:
 @pytest.mark.parametrize("sender", [None, "", "a" * 129, "has space", "semi;colon", 42, "中文"])
 def test_invalid_sender_ids(sender: object) -> None:
     assert not valid_sender_id(sender)
+
+
+def test_card_codes_are_masked_and_sealed_for_the_action_server() -> None:
+    sealer = CodeSealer("test-secret")
+    inspected = inspect_message("卡密 k7qm 2xpa 9ftr 4wzd 用不了", 2000, sealer)
+    assert inspected.text == "卡密 K7QM-****-****-4WZD 用不了"
+    (token,) = inspected.metadata[SEALED_CODES_KEY]
+    assert "2XPA" not in token and sealer.unseal(token) == "K7QM-2XPA-9FTR-4WZD"
+
+
+def test_a_client_cannot_supply_sealed_codes() -> None:
+    forged = {SEALED_CODES_KEY: ["gAAAA-forged"], "locale": "zh"}
+    inspected = inspect_message("hello", 2000, CodeSealer("k"), forged)
+    assert inspected.metadata == {"locale": "zh"}
+
+
+def test_rejected_long_message_keeps_only_a_masked_preview() -> None:
+    inspected = inspect_message("code K7QM-2XPA-9FTR-4WZD " + "x" * 3000, 100, CodeSealer("k"))
+    assert "2XPA" not in str(inspected.metadata) and "K7QM-****-****-4WZD" in str(inspected.metadata)
