@@ -209,7 +209,7 @@ def person_button(domain: dict[str, Any], language: Language) -> dict[str, str]:
 def fill(domain: dict[str, Any], response: str, language: Language, code: CardCode, **extra: Any) -> str:
     return response_text(domain, response, language).format(
         code=code.masked,
-        product=code.product,
+        product=code.product_in(language),
         delivered_at=local_time(code.delivered_at),
         redeemed_at=local_time(code.redeemed_at),
         expires_at=local_time(code.expires_at),

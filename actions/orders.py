@@ -177,7 +177,7 @@ def order_summary(order: Order, domain: dict[str, Any], language: Any) -> str:
     return response_text(domain, "utter_order_summary", language).format(
         order_id=order.order_id,
         status=response_text(domain, f"utter_order_state_{order.status.value}", language),
-        items=", ".join(f"{item.name} x{item.quantity}" for item in order.items),
+        items=", ".join(f"{item.title(language)} x{item.quantity}" for item in order.items),
         paid_at=local_time(order.paid_at),
         delivery=delivery,
     )

@@ -62,6 +62,10 @@ class OrderItem:
     kind: str  # card_code | topup | membership
     quantity: int
     unit_price: str  # decimal as text, never a float
+    name_zh: str | None = None  # optional; without it Chinese customers see the English name
+
+    def title(self, language: str) -> str:
+        return self.name_zh if language == "zh" and self.name_zh else self.name
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ class CardCode:
     delivered_at: str | None = None
     redeemed_at: str | None = None
     expires_at: str | None = None
+    product_zh: str | None = None
+
+    def product_in(self, language: str) -> str:
+        return self.product_zh if language == "zh" and self.product_zh else self.product
 
     @property
     def masked(self) -> str:

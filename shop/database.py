@@ -44,8 +44,8 @@ def make_engine(url: str, timeout: float = 2.0) -> Engine:
     )
 
 
-def migrate(url: str) -> None:
-    """Bring the schema to the newest revision (creates it from empty)."""
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the schema to ``revision``, the newest by default (creates it from empty)."""
     from alembic import command
     from alembic.config import Config
 
@@ -55,5 +55,5 @@ def migrate(url: str) -> None:
     engine = make_engine(url, timeout=30)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
     engine.dispose()

@@ -36,12 +36,24 @@ def order_from_json(data: dict[str, Any]) -> Order:
         order_id=data["order_id"],
         customer_id=data["customer_id"],
         status=OrderStatus(data["status"]),
-        items=tuple(OrderItem(**item) for item in data.get("items", [])),
+        items=tuple(item_from_json(item) for item in data.get("items", [])),
         total=str(data["total"]),
         currency=data["currency"],
         paid_at=data.get("paid_at"),
         delivered_at=data.get("delivered_at"),
         codes=tuple(code_from_json(c) for c in data.get("codes", [])),
+    )
+
+
+def item_from_json(data: dict[str, Any]) -> OrderItem:
+    # a shop may send more than we read; unknown fields are not an error
+    return OrderItem(
+        sku=data["sku"],
+        name=data["name"],
+        kind=data["kind"],
+        quantity=int(data["quantity"]),
+        unit_price=str(data["unit_price"]),
+        name_zh=data.get("name_zh"),
     )
 
 
@@ -54,6 +66,7 @@ def code_from_json(data: dict[str, Any]) -> CardCode:
         delivered_at=data.get("delivered_at"),
         redeemed_at=data.get("redeemed_at"),
         expires_at=data.get("expires_at"),
+        product_zh=data.get("product_zh"),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shop.database import make_engine, migrate
@@ -20,6 +21,20 @@ CUSTOMERS = [
     ("C1002", "Emma Clarke", "+44 7700 900123", "emma.clarke@example.com"),
     ("C1003", "Zhang Min", "+86 139 1234 5678", "zhangmin@example.com"),
 ]
+
+# what the shop calls its products in Chinese
+NAMES_ZH = {
+    "STEAM-100": "Steam 钱包充值卡 100 元",
+    "APPLE-200": "App Store 充值卡 200 元",
+    "PSN-50": "PlayStation 商店充值卡 50 美元",
+    "GENSHIN-6480": "原神 6480 创世结晶",
+    "XBOX-100": "Xbox 礼品卡 100 元",
+    "NS-300": "任天堂 eShop 充值卡 3000 日元",
+    "GP-100": "Google Play 礼品卡 100 元",
+    "STEAM-50": "Steam 钱包充值卡 50 元",
+    "PLUS-1M": "星卡 Plus 会员 1 个月",
+    "MLBB-500": "无尽对决 500 钻石",
+}
 
 # order id, customer, status, paid (days ago), items [(sku, name, kind, qty, price)], codes [(code, status)]
 ORDERS = [
@@ -142,18 +157,19 @@ def seed(url: str, now: datetime | None = None) -> dict[str, int]:
                         order_id=order_id,
                         sku=sku,
                         name=name,
+                        name_zh=NAMES_ZH.get(sku),
                         kind=kind,
                         quantity=qty,
                         unit_price=Decimal(price),
                     )
                 )
-                added["orders"] += 0
             for code, code_status in codes:
                 session.add(
                     CardCodeRow(
                         code=code,
                         order_id=order_id,
                         product=items[0][1],
+                        product_zh=NAMES_ZH.get(items[0][0]),
                         status=code_status,
                         delivered_at=delivered if code_status != "pending" else None,
                         redeemed_at=paid + timedelta(hours=2) if code_status == "redeemed" else None,
@@ -164,5 +180,16 @@ def seed(url: str, now: datetime | None = None) -> dict[str, int]:
                 )
                 added["card_codes"] += 1
             added["orders"] += 1
+        _backfill_names(session)
     engine.dispose()
     return added
+
+
+def _backfill_names(session: Session) -> None:
+    """Demo shops seeded before migration 0002 get their Chinese names too."""
+    for item in session.scalars(select(OrderItemRow).where(OrderItemRow.name_zh.is_(None))):
+        item.name_zh = NAMES_ZH.get(item.sku)
+    for code in session.scalars(select(CardCodeRow).where(CardCodeRow.product_zh.is_(None))):
+        order = session.get(OrderRow, code.order_id)
+        skus = [i.sku for i in order.items] if order else []
+        code.product_zh = NAMES_ZH.get(skus[0]) if skus else None

@@ -66,6 +66,7 @@ def _code(row: CardCodeRow) -> CardCode:
         delivered_at=_iso(row.delivered_at),
         redeemed_at=_iso(row.redeemed_at),
         expires_at=_iso(row.expires_at),
+        product_zh=row.product_zh,
     )
 
 
@@ -76,7 +77,12 @@ def _order(row: OrderRow) -> Order:
         status=OrderStatus(row.status),
         items=tuple(
             OrderItem(
-                sku=i.sku, name=i.name, kind=i.kind, quantity=i.quantity, unit_price=f"{i.unit_price:.2f}"
+                sku=i.sku,
+                name=i.name,
+                kind=i.kind,
+                quantity=i.quantity,
+                unit_price=f"{i.unit_price:.2f}",
+                name_zh=i.name_zh,
             )
             for i in row.items
         ),

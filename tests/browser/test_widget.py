@@ -78,10 +78,10 @@ def test_chat_in_chinese_and_english_click_a_button_and_reload(page: Any) -> Non
     send(page, "hello")
     assert bot_texts(page)[-1] == texts("utter_greet")["en"]
 
-    send(page, "my steam card code doesn't work")
+    send(page, "how do I redeem a steam gift card")
     answer = bot_texts(page)[-1]
     # answered from a card-code article (or, if the articles are unsure, the curated answer)
-    curated = texts("utter_card_code_problem")["en"]
+    curated = texts("utter_redeem_gift_card")["en"]
     assert is_kb_answer(answer, "en") or answer == curated
     before = page.locator("#starcard-chat .bot").count()
     page.locator("#starcard-chat .buttons button", has_text="Talk to a person").last.click()
@@ -106,7 +106,7 @@ def test_chat_in_chinese_and_english_click_a_button_and_reload(page: Any) -> Non
 @pytest.mark.parametrize(
     ("question", "source"),
     [
-        ("点卡充值失败怎么办", "（来源：充值失败或未到账怎么办）"),
+        ("充值一直没到账怎么办", "（来源：充值失败或未到账怎么办）"),
         ("how do I top up my game account", "(Source: How to top up a game account)"),
     ],
 )

@@ -39,7 +39,7 @@ def new_sender() -> str:
 @pytest.mark.parametrize(
     ("question", "source"),
     [
-        ("点卡充值失败怎么办", "（来源：充值失败或未到账怎么办）"),
+        ("充值一直没到账怎么办", "（来源：充值失败或未到账怎么办）"),
         ("how do I top up my game account", "(Source: How to top up a game account)"),
     ],
 )

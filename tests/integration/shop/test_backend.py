@@ -30,6 +30,9 @@ async def test_orders(backend: ShopBackend) -> None:
     assert order is not None and order.status is OrderStatus.DELIVERED
     assert order.customer_id == "C1001" and order.total == "100.00" and order.currency == "CNY"
     assert [i.name for i in order.items] == ["Steam Wallet Card CNY 100"]
+    assert [i.title("zh") for i in order.items] == ["Steam 钱包充值卡 100 元"]
+    assert order.codes[0].product_in("zh") == "Steam 钱包充值卡 100 元"
+    assert order.codes[0].product_in("en") == "Steam Wallet Card CNY 100"
     assert [(c.masked, c.status) for c in order.codes] == [("K7QM-****-****-4WZD", CodeStatus.DELIVERED)]
     assert order.paid_at and order.delivered_at
     assert (await backend.get_order(DELIVERED.lower())) == order

@@ -105,7 +105,16 @@ async def test_backend_timeout_apologises_and_hands_off(domain: dict[str, Any], 
 @pytest.mark.parametrize(
     ("language", "expected"),
     [
-        ("zh", ["订单 DG202611200001", "状态：已发货", "K7QM-****-****-4WZD (已发放)", "(UTC+8)"]),
+        (
+            "zh",
+            [
+                "订单 DG202611200001",
+                "状态：已发货",
+                "Steam 钱包充值卡 100 元 x1",
+                "K7QM-****-****-4WZD (已发放)",
+                "(UTC+8)",
+            ],
+        ),
         (
             "en",
             [
