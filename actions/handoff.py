@@ -12,18 +12,22 @@ log; the queue, positions and the agent console come with the handoff issue.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
-from rasa_sdk import Action, Tracker
+from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from redis.exceptions import RedisError
 
-from actions.conversation import customer_language, first_customer_question, transcript
+from actions.conversation import customer_language, first_customer_question, response_text, transcript
 from common.masking import mask_card_codes
 from common.settings import Settings
+from handoff.queue import HandoffQueue, State
 from handoff.records import HandoffRecord, Priority, Reason
 from handoff.requests import HandoffRequestLog, Outcome
+from handoff.tickets import TicketBook
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,8 @@ _ENTITY_SLOTS = ("order_id", "card_code", "phone", "email")
 HIGH_PRIORITY_REASONS = {Reason.ACTION_FAILURE: Priority.HIGH, Reason.VERIFICATION_FAILED: Priority.HIGH}
 
 _request_log: HandoffRequestLog | None = None
+_queue: HandoffQueue | None = None
+_tickets: TicketBook | None = None
 
 
 def default_request_log() -> HandoffRequestLog:
@@ -64,6 +70,22 @@ def default_request_log() -> HandoffRequestLog:
             Path(settings.var_dir) / "spool" / "handoff-requests.jsonl",
         )
     return _request_log
+
+
+def default_queue() -> HandoffQueue:
+    """The process-wide queue client, created on first use."""
+    global _queue
+    if _queue is None:
+        settings = Settings.from_env()
+        _queue = HandoffQueue.create(settings.redis_url, settings.key_prefix)
+    return _queue
+
+
+def default_tickets() -> TicketBook:
+    global _tickets
+    if _tickets is None:
+        _tickets = TicketBook(default_queue().client, Settings.from_env().key_prefix)
+    return _tickets
 
 
 def _topic_intent(tracker: Tracker) -> str:
@@ -99,6 +121,7 @@ class ActionHandoff(Action):
     """Tell the customer a person takes over, and record the request."""
 
     request_log: HandoffRequestLog | None = None
+    queue: HandoffQueue | None = None
 
     def name(self) -> str:
         return "action_handoff"
@@ -167,8 +190,19 @@ class ActionHandoff(Action):
             record.reason.value,
             record.priority.value,
         )
-        dispatcher.utter_message(response=self.response_for(outcome, record))
+        response = self.response_for(outcome, record)
+        if outcome is Outcome.QUEUED and not await self._anyone_on_duty(tracker):
+            # the entrance never closes: stay queued, or leave a message for later
+            response = "utter_handoff_no_agent"
+        dispatcher.utter_message(response=response)
         return [SlotSet("handoff_requested", True)]
+
+    async def _anyone_on_duty(self, tracker: Tracker) -> bool:
+        try:
+            return bool(await (self.queue or default_queue()).online_agents())
+        except (RedisError, OSError) as error:
+            logger.warning("conversation %s: cannot tell who is online: %s", tracker.sender_id, error)
+            return True  # say the usual thing; the queue still has the request
 
 
 class ActionDefaultFallback(ActionHandoff):
@@ -184,3 +218,101 @@ class ActionDefaultFallback(ActionHandoff):
         if outcome is Outcome.QUEUED:
             return "utter_default"
         return super().response_for(outcome, record)
+
+
+class ActionCancelHandoff(Action):
+    """The customer leaves the queue and goes on with the bot."""
+
+    queue: HandoffQueue | None = None
+
+    def name(self) -> str:
+        return "action_cancel_handoff"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        queue = self.queue or default_queue()
+        conversation = await queue.get(tracker.sender_id)
+        if conversation is None or conversation.state is not State.WAITING:
+            # also clear a request the service has not admitted yet
+            cleared = await queue.client.delete(queue.gate_key(tracker.sender_id))
+            dispatcher.utter_message(
+                response="utter_handoff_cancelled" if cleared else "utter_handoff_not_queued"
+            )
+            return [SlotSet("handoff_requested", False)]
+        await queue.end(tracker.sender_id, State.CANCELLED)
+        logger.info("conversation %s: customer left the queue", tracker.sender_id)
+        dispatcher.utter_message(response="utter_handoff_cancelled")
+        return [SlotSet("handoff_requested", False)]
+
+
+class ActionRate(Action):
+    """Store the 1-5 rating the customer gave after an agent closed the conversation."""
+
+    queue: HandoffQueue | None = None
+
+    def name(self) -> str:
+        return "action_rate"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        raw = next(tracker.get_latest_entity_values("rating"), None) or tracker.get_slot("rating")
+        try:
+            rating = int(str(raw))
+            stored = await (self.queue or default_queue()).rate(tracker.sender_id, rating)
+        except (TypeError, ValueError):
+            stored = False
+        logger.info(
+            "conversation %s: rating %s %s", tracker.sender_id, raw, "stored" if stored else "refused"
+        )
+        dispatcher.utter_message(response="utter_rating_thanks" if stored else "utter_rating_not_expected")
+        return [SlotSet("rating", None)]
+
+
+CONTACT = re.compile(r"^(?:[^@\s]+@[^@\s]+\.[^@\s]+|\+?[\d\s-]{7,20})$")
+
+
+class ValidateLeaveMessageForm(FormValidationAction):
+    def name(self) -> str:
+        return "validate_leave_message_form"
+
+    async def validate_ticket_message(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> dict[str, Any]:
+        text = mask_card_codes(str(value or "").strip())
+        return {"ticket_message": text[:4000] or None}
+
+    async def validate_ticket_contact(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> dict[str, Any]:
+        contact = str(value or "").strip()
+        if not CONTACT.match(contact):
+            dispatcher.utter_message(response="utter_ticket_contact_invalid")
+            return {"ticket_contact": None}
+        return {"ticket_contact": contact}
+
+
+class ActionLeaveMessage(Action):
+    """The message becomes a ticket in the agents' console."""
+
+    tickets: TicketBook | None = None
+
+    def name(self) -> str:
+        return "action_leave_message"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        contact = str(tracker.get_slot("ticket_contact") or "")
+        message = str(tracker.get_slot("ticket_message") or "")
+        if not contact or not message:
+            return []
+        ticket = await (self.tickets or default_tickets()).create(
+            tracker.sender_id, customer_language(tracker), contact, message
+        )
+        text = response_text(domain, "utter_ticket_created", customer_language(tracker)).format(
+            ticket_id=ticket.ticket_id, contact=contact
+        )
+        dispatcher.utter_message(text=text)
+        return [SlotSet("ticket_message", None), SlotSet("ticket_contact", None)]

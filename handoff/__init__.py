@@ -1,5 +1,5 @@
-"""Human handoff: records, the request log, and the web service (agent side).
+"""Human handoff: the queue, agents, tickets, and the handoff service with the agent console.
 
-``records`` and ``requests`` import no web framework, so the action server can
-use them without pulling FastAPI in.
+``records``, ``requests``, ``queue`` and ``tickets`` import no web framework,
+so the action server can use them without pulling FastAPI in.
 """

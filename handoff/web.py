@@ -1,12 +1,14 @@
-"""The web service on :8000: demo page, widget script, chat history, knowledge search, health.
+"""The handoff service on :8000: agent console and API, demo page, widget, history, KB search.
 
-It grows into the handoff service (agent console, queue API) with the handoff
-issue. It talks to Rasa over Rasa's HTTP API with the server token; the
-browser never sees that token.
+It talks to Rasa over Rasa's HTTP API with the server token; the browser never
+sees that token. Its background workers (handoff/workers.py) admit handoff
+requests into the queue, follow what customers write during a handoff and
+tell waiting customers their place in the line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -22,7 +24,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from common.ids import valid_conversation_id
 from common.settings import Settings
+from handoff.auth import AgentDirectory
+from handoff.console import COOKIE, Services
+from handoff.console import create_router as console_router
 from handoff.history import history_from_events
+from handoff.queue import HandoffQueue
+from handoff.rasa_api import CustomerTexts, RasaApi
+from handoff.tickets import TicketBook
+from handoff.workers import Workers, consumer_name
 from knowledge.api import create_router as knowledge_router
 from knowledge.config import KnowledgeConfig
 from knowledge.retriever import ReloadingRetriever
@@ -35,17 +44,57 @@ HTTP_REQUESTS = Counter("web_http_requests_total", "HTTP requests", ["path", "st
 HISTORY_LATENCY = Histogram("web_history_seconds", "Time to fetch a chat history from Rasa")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, run_workers: bool = True) -> FastAPI:
     settings = settings or Settings.from_env()
     state: dict[str, Any] = {}
 
+    def services() -> Services:
+        # created on first use, inside the server's event loop
+        if "services" not in state:
+            queue = HandoffQueue.create(settings.redis_url, settings.key_prefix)
+            state["services"] = Services(
+                queue=queue,
+                agents=AgentDirectory(queue.client, settings.key_prefix),
+                tickets=TicketBook(queue.client, settings.key_prefix),
+                rasa=RasaApi(settings.rasa_url, settings.rasa_token),
+                texts=CustomerTexts(),
+            )
+        found: Services = state["services"]
+        return found
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if run_workers:
+            current = services()
+            workers = Workers(current.queue, current.rasa, current.texts, consumer_name())
+            state["workers"] = asyncio.create_task(workers.run())
         yield
+        if "workers" in state:
+            state["workers"].cancel()
+            await asyncio.gather(state["workers"], return_exceptions=True)
+        if "services" in state:
+            await state["services"].rasa.close()
+            await state["services"].queue.close()
         if "rasa" in state:
             await state["rasa"].aclose()
 
-    app = FastAPI(title="StarCard support web service", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="StarCard support handoff service",
+        version="0.2.0",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.include_router(console_router(services))
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        # the schema describes the agent API, so it answers agents only
+        if await services().agents.session(request.cookies.get(COOKIE)) is None:
+            raise HTTPException(status_code=401, detail="log in first")
+        return JSONResponse(app.openapi())
+
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     demo_html = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")

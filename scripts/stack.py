@@ -282,6 +282,21 @@ class Stack:
         if result.returncode != 0:
             raise StackError(f"seeding the shop database failed:\n{result.stderr[-2000:]}")
 
+    def demo_agent(self) -> str:
+        """Make sure the DEMO supervisor exists (run command only); returns its login line."""
+        result = subprocess.run(  # noqa: S603 - fixed argv
+            [str(ROOT / ".venv" / "bin" / "python"), "-m", "handoff", "agents", "demo"],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            return f"(demo agent not created: {result.stderr.strip()[-300:]})"
+        return result.stdout.strip()
+
     def wait(self, service: Service) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
@@ -388,6 +403,7 @@ def run() -> int:
     s = settings
     print("All services are up:")
     print(f"  demo page + widget  http://127.0.0.1:{s.web_port}/")
+    print(f"  agent console       http://127.0.0.1:{s.web_port}/console  {stack.demo_agent()}")
     print(f"  Rasa server         http://127.0.0.1:{s.rasa_port}/  (REST: /webhooks/rest/webhook)")
     print(f"  action server       http://127.0.0.1:{s.action_port}/health")
     print(f"  Redis               {s.redis_url}{'  (started here, AOF in var/redis)' if start_redis else ''}")

@@ -8,7 +8,10 @@ Differences from stock Rasa, each answering a measured problem:
 - empty and over-long messages get an answer in the customer's language
   (see ``guard``);
 - a failure while processing returns 503 instead of an empty 200, so a client
-  knows to retry (the Redis lock store keeps retries in order).
+  knows to retry (the Redis lock store keeps retries in order);
+- agents' lines and queue updates, which arrive between requests, are parked
+  (bot/channels/outbox.py) and delivered with the next reply or by polling
+  GET /webhooks/rest/messages?sender=...
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import os
 from asyncio import CancelledError
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
-from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.guard import inspect_message, valid_sender_id
+from bot.channels.outbox import RedisOutbox, drain
 from common.masking import default_sealer
 
 logger = logging.getLogger(__name__)
@@ -113,6 +117,20 @@ class RestChannel(InputChannel):
             except Exception:
                 logger.exception("conversation %s: message processing failed", sender_id)
                 return _error(503, "unavailable", "the assistant is unavailable, please retry")
-            return response.json(collector.messages)
+            # what agents or the queue said since the last request comes first
+            return response.json([*(await drain(sender_id)), *collector.messages])
+
+        @webhook.route("/messages", methods=["GET"])
+        async def pending(request: Request) -> HTTPResponse:
+            sender = request.args.get("sender")
+            if not valid_sender_id(sender):
+                return _error(
+                    400, "invalid_sender", "'sender' must be 1-128 characters of A-Z a-z 0-9 _ . : @ -"
+                )
+            return response.json(await drain(str(sender)))
 
         return webhook
+
+    def get_output_channel(self) -> Optional[OutputChannel]:
+        """Where Rasa puts messages sent to a REST conversation from outside a request."""
+        return RedisOutbox()

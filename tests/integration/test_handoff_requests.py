@@ -1,15 +1,12 @@
 """handoff.requests against the machine's Redis (TEST_REDIS_URL or 127.0.0.1:6379), own key prefix.
 
-When no Redis answers there (a laptop without one), a private redis-server is started instead.
+The redis_url fixture (tests/integration/conftest.py) starts a private redis-server where none answers.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,35 +15,9 @@ import redis
 
 from handoff.records import HandoffRecord, Priority, Reason, TranscriptLine
 from handoff.requests import HandoffRequestLog, Outcome, spooled_records
-from scripts.stack import free_port, redis_ping
+from scripts.stack import free_port
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Any:
-    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-        yield url
-        return
-    except redis.ConnectionError:
-        if "TEST_REDIS_URL" in os.environ:
-            pytest.fail(f"no Redis at TEST_REDIS_URL={url}")
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(50):
-            if redis_ping("127.0.0.1", port):
-                break
-            time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def record(conversation_id: str) -> HandoffRecord:

@@ -8,7 +8,13 @@ import pytest
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.handoff import ActionDefaultFallback, ActionHandoff
+from actions.handoff import (
+    ActionCancelHandoff,
+    ActionDefaultFallback,
+    ActionHandoff,
+    ActionRate,
+    ValidateLeaveMessageForm,
+)
 from handoff.records import HandoffRecord, Priority, Reason
 from handoff.requests import Outcome
 from tests.conftest import bot_event, make_tracker, user_event
@@ -102,3 +108,82 @@ async def test_second_fallback_hands_off_with_its_reason(domain: dict[str, Any])
     assert action.name() == "action_default_fallback"
     assert messages[0]["response"] == "utter_default"
     assert log.records[0].reason is Reason.SECOND_FALLBACK
+
+
+class FakeQueue:
+    """The few queue calls the handoff actions make, in memory."""
+
+    def __init__(self, online: list[str] | None = None, state: Any = None) -> None:
+        self.online = online or []
+        self.state = state
+        self.ended: list[Any] = []
+        self.ratings: list[int] = []
+
+    async def online_agents(self) -> list[str]:
+        return self.online
+
+    async def get(self, conversation_id: str) -> Any:
+        if self.state is None:
+            return None
+        return type("C", (), {"state": self.state})()
+
+    async def end(self, conversation_id: str, state: Any, *args: Any) -> bool:
+        self.ended.append(state)
+        return True
+
+    async def rate(self, conversation_id: str, rating: int) -> bool:
+        if not 1 <= rating <= 5:
+            raise ValueError(rating)
+        self.ratings.append(rating)
+        return True
+
+
+@pytest.mark.parametrize(
+    ("online", "response"), [(["alice"], "utter_handoff"), ([], "utter_handoff_no_agent")]
+)
+async def test_nobody_on_duty_offers_to_leave_a_message(
+    online: list[str], response: str, domain: dict[str, Any]
+) -> None:
+    action = ActionHandoff()
+    action.request_log = FakeRequestLog()  # type: ignore[assignment]
+    action.queue = FakeQueue(online)  # type: ignore[assignment]
+    messages, _ = await run(action, make_tracker(conversation(("转人工", "ask_human"))), domain)
+    assert messages[0]["response"] == response
+
+
+async def test_leaving_the_queue(domain: dict[str, Any]) -> None:
+    from handoff.queue import State
+
+    action = ActionCancelHandoff()
+    action.queue = FakeQueue(state=State.WAITING)  # type: ignore[assignment]
+    dispatcher = CollectingDispatcher()
+    events = await action.run(dispatcher, make_tracker(conversation(("cancel", "cancel_handoff"))), domain)
+    assert action.queue.ended == [State.CANCELLED]  # type: ignore[attr-defined]
+    assert dispatcher.messages[0]["response"] == "utter_handoff_cancelled"
+    assert SlotSet("handoff_requested", False) in events
+
+
+@pytest.mark.parametrize(("value", "stored"), [("5", True), ("1", True), ("9", False), ("five", False)])
+async def test_ratings_are_checked_before_they_are_stored(
+    value: str, stored: bool, domain: dict[str, Any]
+) -> None:
+    action = ActionRate()
+    action.queue = FakeQueue()  # type: ignore[assignment]
+    tracker = make_tracker(conversation((f'/rate{{"rating":"{value}"}}', "rate")), slots={"rating": value})
+    dispatcher = CollectingDispatcher()
+    await action.run(dispatcher, tracker, domain)
+    expected = "utter_rating_thanks" if stored else "utter_rating_not_expected"
+    assert dispatcher.messages[0]["response"] == expected
+
+
+@pytest.mark.parametrize(
+    ("contact", "ok"),
+    [("li@example.com", True), ("+86 138 0013 8000", True), ("tomorrow", False), ("", False)],
+)
+async def test_a_ticket_needs_a_way_to_reach_the_customer(
+    contact: str, ok: bool, domain: dict[str, Any]
+) -> None:
+    form = ValidateLeaveMessageForm()
+    dispatcher = CollectingDispatcher()
+    slots = await form.validate_ticket_contact(contact, dispatcher, make_tracker(), domain)
+    assert (slots["ticket_contact"] is not None) is ok

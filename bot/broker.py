@@ -1,0 +1,75 @@
+"""Rasa event broker that appends every tracker event to a Redis stream.
+
+The handoff service reads ``{prefix}:rasa:events`` with a consumer group to
+learn what a customer writes while an agent holds the conversation (Rasa
+stays silent then, but still records the message). Redis is already the
+shared state of every process, so no message broker is added for this.
+
+``publish`` is called synchronously inside Rasa's event loop; it only hands
+the event to a background task, so the turn never waits on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from asyncio import AbstractEventLoop
+from typing import Any, Dict, Optional, Set, Text
+
+from rasa.core.brokers.broker import EventBroker
+from rasa.utils.endpoints import EndpointConfig
+from redis import asyncio as aioredis
+
+logger = logging.getLogger(__name__)
+
+STREAM_MAXLEN = 200_000
+
+
+class RedisStreamBroker(EventBroker):
+    def __init__(self, client: aioredis.Redis, stream: str) -> None:
+        self.client = client
+        self.stream = stream
+        self._pending: Set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    async def from_endpoint_config(
+        cls, broker_config: EndpointConfig, event_loop: Optional[AbstractEventLoop] = None
+    ) -> Optional[RedisStreamBroker]:
+        kwargs = broker_config.kwargs
+        client = aioredis.Redis(
+            host=broker_config.url or "127.0.0.1",
+            port=int(kwargs.get("port") or 6379),
+            db=int(kwargs.get("db") or 0),
+            password=kwargs.get("password") or None,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
+        prefix = str(kwargs.get("key_prefix") or "cs")
+        return cls(client, f"{prefix}:rasa:events")
+
+    def publish(self, event: Dict[Text, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._append(event))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _append(self, event: Dict[Text, Any]) -> None:
+        try:
+            await self.client.xadd(
+                self.stream,
+                {"event": json.dumps(event, ensure_ascii=False, default=str)},
+                maxlen=STREAM_MAXLEN,
+                approximate=True,
+            )
+        except Exception as error:  # noqa: BLE001 - the tracker store still has the event; never break a turn
+            logger.warning("conversation %s: event not streamed to Redis: %s", event.get("sender_id"), error)
+
+    def is_ready(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        # redis-py 4.6 (what rasa pins) names it close(), 5+ aclose()
+        closer = getattr(self.client, "aclose", None) or self.client.close
+        await closer()

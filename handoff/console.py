@@ -1,0 +1,335 @@
+"""The agent API (REST + websocket) and the console page; the console uses nothing else.
+
+Every route needs a session (cookie ``cs_session``); state-changing routes
+also need the session's CSRF token in ``X-CSRF-Token``. Supervisors see the
+supervisor statistics; agents do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from handoff.auth import AgentDirectory, LockedOut, Role, Session
+from handoff.queue import ClaimError, HandoffQueue, NotHolder, Resolution, State
+from handoff.rasa_api import CustomerTexts, RasaApi, RasaUnavailable
+from handoff.tickets import TicketBook, TicketNotFound
+
+logger = logging.getLogger(__name__)
+
+COOKIE = "cs_session"
+STATIC_DIR = Path(__file__).parent / "static"
+CONSOLE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+CANNED = {
+    "zh": [
+        {"title": "问候", "text": "您好，我是客服，已经看到您和小卡的对话了，马上为您处理。"},
+        {"title": "请稍等", "text": "请稍等，我正在为您核实。"},
+        {"title": "需要订单号", "text": "麻烦提供一下订单号（DG 开头加 12 位数字），我帮您查询。"},
+        {"title": "已补发", "text": "已为您重新发送，请查看注册邮箱（包括垃圾邮件）。"},
+        {"title": "结束", "text": "还有其他可以帮您的吗？没有的话我先结束本次服务，祝您生活愉快！"},
+    ],
+    "en": [
+        {
+            "title": "Hello",
+            "text": "Hi, I'm from the support team. I've read your chat with the assistant and I'm on it.",
+        },
+        {"title": "One moment", "text": "One moment please, I'm checking this for you."},
+        {"title": "Need order id", "text": "Could you send me the order ID (DG followed by 12 digits)?"},
+        {
+            "title": "Resent",
+            "text": "I've resent it; please check your registered e-mail, including the spam folder.",
+        },
+        {
+            "title": "Wrap up",
+            "text": "Is there anything else I can help with? If not, I'll close this chat. Have a great day!",
+        },
+    ],
+}
+
+
+class Login(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class Text(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class Transfer(BaseModel):
+    agent: str = Field(min_length=1, max_length=64)
+
+
+class Close(BaseModel):
+    resolution: Resolution = Resolution.RESOLVED
+
+
+@dataclass
+class Services:
+    queue: HandoffQueue
+    agents: AgentDirectory
+    tickets: TicketBook
+    rasa: RasaApi
+    texts: CustomerTexts
+
+
+def create_router(services: Callable[[], Services]) -> APIRouter:
+    router = APIRouter(tags=["agents"])
+
+    async def session(request: Request) -> Session:
+        found = await services().agents.session(request.cookies.get(COOKIE))
+        if found is None:
+            raise HTTPException(status_code=401, detail="log in first")
+        if request.method not in ("GET", "HEAD") and request.headers.get("x-csrf-token") != found.csrf:
+            raise HTTPException(status_code=403, detail="missing or wrong CSRF token")
+        await services().queue.heartbeat(found.agent)
+        return found
+
+    async def supervisor(current: Session = Depends(session)) -> Session:
+        if current.role is not Role.SUPERVISOR:
+            raise HTTPException(status_code=403, detail="supervisors only")
+        return current
+
+    async def conversation_or_404(conversation_id: str) -> Any:
+        found = await services().queue.get(conversation_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail="no such conversation in the queue")
+        return found
+
+    @router.get("/console", response_class=HTMLResponse, include_in_schema=False)
+    async def console_page() -> HTMLResponse:
+        html = (STATIC_DIR / "console.html").read_text(encoding="utf-8")
+        return HTMLResponse(html, headers={"Content-Security-Policy": CONSOLE_CSP})
+
+    @router.post("/api/agent/login")
+    async def login(body: Login, response: Response, request: Request) -> dict[str, str]:
+        try:
+            found = await services().agents.login(body.name, body.password)
+        except LockedOut as error:
+            raise HTTPException(status_code=429, detail="too many failed logins; try again later") from error
+        if found is None:
+            raise HTTPException(status_code=401, detail="wrong name or password")
+        response.set_cookie(
+            COOKIE,
+            found.token,
+            max_age=services().agents.session_ttl_seconds,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        await services().queue.heartbeat(found.agent)
+        return {"name": found.agent, "role": found.role.value, "csrf": found.csrf}
+
+    @router.post("/api/agent/logout")
+    async def logout(response: Response, current: Session = Depends(session)) -> dict[str, bool]:
+        await services().agents.logout(current.token)
+        await services().queue.offline(current.agent)
+        response.delete_cookie(COOKIE)
+        return {"ok": True}
+
+    @router.get("/api/agent/me")
+    async def me(current: Session = Depends(session)) -> dict[str, str]:
+        return {"name": current.agent, "role": current.role.value, "csrf": current.csrf}
+
+    @router.get("/api/queue")
+    async def queue_view(current: Session = Depends(session)) -> dict[str, Any]:
+        queue = services().queue
+        online = set(await queue.online_agents())
+        active = await queue.active()
+        holding: dict[str, int] = {}
+        for conversation in active:
+            holding[conversation.agent or ""] = holding.get(conversation.agent or "", 0) + 1
+        agents = [
+            {
+                "name": a.name,
+                "role": a.role.value,
+                "online": a.name in online,
+                "active": holding.get(a.name, 0),
+            }
+            for a in sorted(await services().agents.all(), key=lambda a: a.name)
+        ]
+        from datetime import datetime, timezone
+
+        return {
+            "now": datetime.now(timezone.utc).isoformat(),
+            "waiting": [c.summary_json() for c in await queue.waiting()],
+            "active": [c.summary_json() for c in active],
+            "agents": agents,
+        }
+
+    @router.get("/api/conversations/{conversation_id}")
+    async def conversation(conversation_id: str, current: Session = Depends(session)) -> dict[str, Any]:
+        found = await conversation_or_404(conversation_id)
+        transcript = [
+            {"speaker": line.speaker, "text": line.text, "time": line.time}
+            for line in found.record.transcript
+        ]
+        transcript += await services().queue.lines(conversation_id)
+        return {**found.summary_json(), "transcript": transcript}
+
+    @router.post("/api/conversations/{conversation_id}/claim")
+    async def claim(conversation_id: str, current: Session = Depends(session)) -> dict[str, Any]:
+        await conversation_or_404(conversation_id)
+        try:
+            claimed = await services().queue.claim(conversation_id, current.agent)
+        except ClaimError as error:
+            raise HTTPException(status_code=409, detail=str(error)) from error
+        try:
+            await services().rasa.pause(conversation_id)
+            text = services().texts.get("utter_agent_joined", claimed.record.language, agent=current.agent)
+            await services().rasa.say(conversation_id, text, agent=current.agent)
+        except RasaUnavailable as error:
+            logger.error("conversation %s: claimed, but Rasa is unreachable: %s", conversation_id, error)
+        return claimed.summary_json()
+
+    async def holder_or_403(conversation_id: str, current: Session) -> Any:
+        found = await conversation_or_404(conversation_id)
+        if found.state is not State.ACTIVE or found.agent != current.agent:
+            raise HTTPException(status_code=403, detail="claim the conversation first")
+        return found
+
+    @router.post("/api/conversations/{conversation_id}/messages")
+    async def send(conversation_id: str, body: Text, current: Session = Depends(session)) -> dict[str, bool]:
+        await holder_or_403(conversation_id, current)
+        try:
+            await services().rasa.say(conversation_id, body.text, agent=current.agent)
+        except RasaUnavailable as error:
+            raise HTTPException(status_code=503, detail="could not reach the customer; try again") from error
+        return {"ok": True}
+
+    @router.post("/api/conversations/{conversation_id}/transfer")
+    async def transfer(
+        conversation_id: str, body: Transfer, current: Session = Depends(session)
+    ) -> dict[str, bool]:
+        found = await holder_or_403(conversation_id, current)
+        if await services().agents.get(body.agent) is None:
+            raise HTTPException(status_code=404, detail="no such agent")
+        try:
+            await services().queue.transfer(conversation_id, current.agent, body.agent)
+        except NotHolder as error:
+            raise HTTPException(status_code=409, detail="no longer yours") from error
+        try:
+            text = services().texts.get("utter_agent_joined", found.record.language, agent=body.agent)
+            await services().rasa.say(conversation_id, text, agent=body.agent)
+        except RasaUnavailable as error:
+            logger.error("conversation %s: transferred, customer not told: %s", conversation_id, error)
+        return {"ok": True}
+
+    @router.post("/api/conversations/{conversation_id}/handback")
+    async def hand_back(conversation_id: str, current: Session = Depends(session)) -> dict[str, bool]:
+        found = await holder_or_403(conversation_id, current)
+        await services().queue.end(conversation_id, State.HANDED_BACK, current.agent)
+        try:
+            await services().rasa.resume(conversation_id)
+            await services().rasa.say(
+                conversation_id, services().texts.get("utter_handed_back", found.record.language)
+            )
+        except RasaUnavailable as error:
+            logger.error("conversation %s: handed back, Rasa unreachable: %s", conversation_id, error)
+        return {"ok": True}
+
+    @router.post("/api/conversations/{conversation_id}/close")
+    async def close(
+        conversation_id: str, body: Close, current: Session = Depends(session)
+    ) -> dict[str, bool]:
+        found = await holder_or_403(conversation_id, current)
+        await services().queue.end(conversation_id, State.CLOSED, current.agent, body.resolution)
+        language = found.record.language
+        buttons = [{"title": "⭐" * n, "payload": f'/rate{{"rating":"{n}"}}'} for n in range(5, 0, -1)]
+        try:
+            await services().rasa.resume(conversation_id)
+            await services().rasa.say(
+                conversation_id, services().texts.get("utter_ask_rating", language), buttons=buttons
+            )
+        except RasaUnavailable as error:
+            logger.error("conversation %s: closed, rating not asked: %s", conversation_id, error)
+        return {"ok": True}
+
+    @router.get("/api/canned")
+    async def canned(language: str = "en", current: Session = Depends(session)) -> list[dict[str, str]]:
+        return CANNED.get(language, CANNED["en"])
+
+    @router.get("/api/tickets")
+    async def tickets(current: Session = Depends(session)) -> list[dict[str, Any]]:
+        from dataclasses import asdict
+
+        return [asdict(t) for t in await services().tickets.all()]
+
+    @router.post("/api/tickets/{ticket_id}/reply")
+    async def reply_ticket(
+        ticket_id: str, body: Text, current: Session = Depends(session)
+    ) -> dict[str, bool]:
+        try:
+            await services().tickets.answer(ticket_id, current.agent, body.text)
+        except TicketNotFound as error:
+            raise HTTPException(status_code=404, detail="no such ticket") from error
+        return {"ok": True}
+
+    @router.post("/api/tickets/{ticket_id}/close")
+    async def close_ticket(ticket_id: str, current: Session = Depends(session)) -> dict[str, bool]:
+        try:
+            await services().tickets.close(ticket_id, current.agent)
+        except TicketNotFound as error:
+            raise HTTPException(status_code=404, detail="no such ticket") from error
+        return {"ok": True}
+
+    @router.get("/api/supervisor/stats")
+    async def stats(current: Session = Depends(supervisor)) -> dict[str, Any]:
+        return await services().queue.stats()
+
+    @router.websocket("/api/agent/ws")
+    async def live(websocket: WebSocket) -> None:
+        current = await services().agents.session(websocket.cookies.get(COOKIE))
+        if current is None:
+            await websocket.close(code=4401)
+            return
+        await websocket.accept()
+        queue = services().queue
+        await queue.heartbeat(current.agent)
+
+        async def listen() -> None:
+            while True:
+                message = await websocket.receive_json()
+                if isinstance(message, dict) and message.get("type") == "ping":
+                    await queue.heartbeat(current.agent)
+
+        async def forward() -> None:
+            last = await queue.last_event_id()
+            while True:
+                for entry_id, event in await queue.read_events(last, block_ms=5000):
+                    last = entry_id
+                    if event.kind == "line":
+                        await websocket.send_json(
+                            {
+                                "type": "line",
+                                "conversation_id": event.conversation_id,
+                                "line": event.data.get("line"),
+                            }
+                        )
+                    else:
+                        await websocket.send_json({"type": "queue"})
+                        await websocket.send_json(
+                            {"type": "conversation", "conversation_id": event.conversation_id}
+                        )
+
+        tasks = [asyncio.create_task(listen()), asyncio.create_task(forward())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    return router

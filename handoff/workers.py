@@ -1,0 +1,218 @@
+"""Background work of the handoff service: admit requests, follow conversations, tell customers.
+
+Each loop is restartable and shares nothing but Redis, so several service
+replicas can run them side by side: streams are read through consumer groups
+(a crashed replica's pending entries are taken over with XAUTOCLAIM) and the
+queue's own operations are atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from handoff.queue import Conversation, HandoffQueue, State
+from handoff.rasa_api import CustomerTexts, RasaApi, RasaUnavailable
+
+logger = logging.getLogger(__name__)
+
+RASA_GROUP = "handoff"
+NOTIFY_GROUP = "notifier"
+# queue events that move people in the line
+MOVES = {"admitted", "claimed", "requeued", "cancelled", "closed", "handed_back"}
+# channels that show every change at once; the others hear about meaningful ones only
+LIVE_CHANNELS = {"socketio"}
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def ensure_group(client: Any, stream: str, group: str, start: str = "$") -> None:
+    try:
+        await client.xgroup_create(stream, group, id=start, mkstream=True)
+    except aioredis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def worth_telling(channel: str, last: int | None, position: int) -> bool:
+    """Widget customers see every move; WeChat/Telegram/REST only moves that matter (no spam)."""
+    if last is None:
+        return True
+    if position == last:
+        return False
+    if channel in LIVE_CHANNELS:
+        return True
+    return position <= 3 or position <= last // 2
+
+
+def customer_line(event: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    """(speaker, text, agent) for a Rasa event worth showing an agent, else None."""
+    kind = event.get("event")
+    metadata = event.get("metadata") or {}
+    text = str(event.get("text") or "")
+    if kind == "user":
+        if metadata.get("button_title"):
+            return "customer", f"[{metadata['button_title']}]", None
+        if text.startswith("/"):
+            intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name") or text
+            return "customer", f"[button] {intent}", None
+        return ("customer", text, None) if text else None
+    if kind == "bot" and text:
+        agent = metadata.get("agent")
+        return ("agent", text, str(agent)) if agent else ("bot", text, None)
+    return None
+
+
+@dataclass
+class Workers:
+    queue: HandoffQueue
+    rasa: RasaApi
+    texts: CustomerTexts
+    consumer: str
+    orphan_check_seconds: float = 10.0
+
+    @property
+    def rasa_stream(self) -> str:
+        return f"{self.queue.prefix}:rasa:events"
+
+    async def run(self) -> None:
+        await asyncio.gather(
+            self._forever(self.ingest_once, "ingest"),
+            self._forever(self.follow_once, "follow"),
+            self._forever(self.notify_once, "notify"),
+            self._forever(self.recover_once, "recover", pause=self.orphan_check_seconds),
+        )
+
+    async def _forever(self, step: Any, name: str, pause: float = 0.0) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as error:
+                logger.warning("handoff worker %s: Redis unavailable (%s); retrying", name, error)
+                await asyncio.sleep(1.0)
+            except Exception:
+                logger.exception("handoff worker %s failed; continuing", name)
+                await asyncio.sleep(1.0)
+            if pause:
+                await asyncio.sleep(pause)
+
+    # -- requests -> queue ---------------------------------------------------------
+    async def ingest_once(self) -> None:
+        await self.queue.ingest(self.consumer, block_ms=1000)
+
+    # -- Rasa events -> transcript lines ---------------------------------------------
+    async def follow_once(self) -> None:
+        client = self.queue.client
+        await ensure_group(client, self.rasa_stream, RASA_GROUP)
+        _, entries, _ = await client.xautoclaim(
+            self.rasa_stream, RASA_GROUP, self.consumer, min_idle_time=30_000, start_id="0-0", count=200
+        )
+        if not entries:
+            read = await client.xreadgroup(
+                RASA_GROUP, self.consumer, {self.rasa_stream: ">"}, count=200, block=1000
+            )
+            entries = [e for _, stream_entries in read or [] for e in stream_entries]
+        for entry_id, fields in entries:
+            try:
+                event = json.loads(fields["event"])
+                conversation_id = str(event.get("sender_id") or "")
+                line = customer_line(event)
+                if conversation_id and line and await self._after_request(conversation_id, event):
+                    speaker, text, agent = line
+                    await self.queue.add_line(conversation_id, speaker, text, agent)
+            except (KeyError, ValueError, TypeError) as error:
+                logger.error("skipping an unreadable Rasa event %s: %s", entry_id, error)
+            await client.xack(self.rasa_stream, RASA_GROUP, entry_id)
+
+    async def _after_request(self, conversation_id: str, event: dict[str, Any]) -> bool:
+        """In a handoff, and said after the request (earlier lines are in the record's transcript)."""
+        conversation = await self.queue.get(conversation_id)
+        if conversation is None or conversation.state not in (State.WAITING, State.ACTIVE):
+            return False
+        created = datetime.fromisoformat(conversation.record.created).timestamp()
+        return float(event.get("timestamp") or 0) > created
+
+    # -- queue moves -> customers told their position ---------------------------------
+    async def notify_once(self) -> None:
+        client = self.queue.client
+        stream = self.queue.events_key
+        await ensure_group(client, stream, NOTIFY_GROUP)
+        read = await client.xreadgroup(NOTIFY_GROUP, self.consumer, {stream: ">"}, count=100, block=1000)
+        entries = [e for _, stream_entries in read or [] for e in stream_entries]
+        if not entries:
+            return
+        moved = False
+        for _, fields in entries:
+            try:
+                moved = moved or json.loads(fields["event"]).get("kind") in MOVES
+            except (KeyError, ValueError):
+                continue
+        if moved:
+            await self.tell_positions()
+        await client.xack(stream, NOTIFY_GROUP, *[entry_id for entry_id, _ in entries])
+
+    async def tell_positions(self) -> None:
+        for conversation in await self.queue.waiting():
+            await self._tell(conversation)
+
+    async def _tell(self, conversation: Conversation) -> None:
+        record = conversation.record
+        position = conversation.position
+        if position is None:
+            return
+        key = self.queue.conv_key(record.conversation_id)
+        raw = await self.queue.client.hget(key, "told_position")
+        last = int(raw) if raw else None
+        if not worth_telling(record.channel, last, position):
+            return
+        minutes = await self.queue.estimated_wait_minutes(position)
+        if position == 1:
+            text = self.texts.get("utter_queue_next", record.language)
+        else:
+            text = self.texts.get(
+                "utter_queue_position",
+                record.language,
+                position=position,
+                ahead=position - 1,
+                minutes=minutes,
+            )
+        try:
+            await self.rasa.say(record.conversation_id, text)
+        except RasaUnavailable as error:
+            logger.warning("conversation %s: position not delivered: %s", record.conversation_id, error)
+            return
+        await self.queue.client.hset(key, "told_position", str(position))
+        logger.info("conversation %s: told position %d (~%d min)", record.conversation_id, position, minutes)
+
+    # -- dead consoles -> back in the queue -------------------------------------------
+    async def recover_once(self) -> None:
+        for conversation_id in await self.queue.recover_orphans():
+            conversation = await self.queue.get(conversation_id)
+            if conversation is None:
+                continue
+            try:
+                await self.rasa.resume(conversation_id)
+                await self.rasa.say(
+                    conversation_id,
+                    self.texts.get(
+                        "utter_agent_left", conversation.record.language, position=conversation.position or 1
+                    ),
+                )
+                await self.queue.client.hset(
+                    self.queue.conv_key(conversation_id), "told_position", str(conversation.position or 1)
+                )
+            except RasaUnavailable as error:
+                logger.warning("conversation %s: could not tell the customer: %s", conversation_id, error)

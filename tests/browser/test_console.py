@@ -1,0 +1,138 @@
+"""The agent console in Debian's headless chromium against the real stack: login, claim, reply, close.
+
+Also checks that customer text cannot run script in the console (the page has a strict CSP and
+renders everything as text), and keeps screenshots in var/test-results/browser/.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from handoff.auth import Role
+from scripts.stack import Stack
+from tests.integration.helpers import rest_url, say
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path("var/test-results/browser")
+XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+PASSWORD = "console test password"
+
+
+def add_agent(stack: Stack, name: str, role: Role) -> None:
+    """Through the CLI an operator would use (the password comes from the environment)."""
+    result = subprocess.run(
+        [
+            ".venv/bin/python",
+            "-m",
+            "handoff",
+            "agents",
+            "add",
+            name,
+            "--role",
+            role.value,
+            "--password-env",
+            "PW",
+        ],
+        env={**stack.env(), "PW": PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def console(browser: Any, stack: Stack) -> Iterator[Any]:
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.dialogs = dialogs
+    page.goto(f"http://127.0.0.1:{stack.settings.web_port}/console")
+    yield page
+    context.close()
+
+
+def log_in(page: Any, name: str) -> None:
+    page.locator("#login-name").fill(name)
+    page.locator("#login-password").fill(PASSWORD)
+    page.locator("#login-submit").click()
+    page.locator("#main-view").wait_for(state="visible")
+
+
+def pending(stack: Stack, sender: str) -> list[str]:
+    reply = httpx.get(
+        f"http://127.0.0.1:{stack.settings.rasa_port}/webhooks/rest/messages", params={"sender": sender}
+    )
+    return [m.get("text", "") for m in reply.json()]
+
+
+def test_login_claim_reply_close_and_customer_text_stays_text(console: Any, stack: Stack) -> None:
+    name = "dana-" + secrets.token_hex(3)
+    add_agent(stack, name, Role.SUPERVISOR)
+    customer = "console-" + uuid.uuid4().hex[:8]
+    say(stack, customer, "my steam code K7QM-2XPA-9FTR-4WZD is not working")
+    say(stack, customer, XSS)
+    say(stack, customer, "I want to talk to a human")
+
+    # a wrong password is refused with a message
+    console.locator("#login-name").fill(name)
+    console.locator("#login-password").fill("wrong password")
+    console.locator("#login-submit").click()
+    console.locator("#login-error").wait_for(state="visible")
+    log_in(console, name)
+
+    item = console.locator(f'.conv[data-id="{customer}"]')
+    item.wait_for(state="visible")
+    item.click()
+    console.locator("#claim").click()
+    console.locator("#reply").wait_for(state="visible")
+
+    transcript = console.locator("#transcript")
+    transcript.get_by_text(XSS, exact=True).wait_for()
+    assert console.locator("#transcript img").count() == 0, "customer markup must not become elements"
+    assert "K7QM-****-****-4WZD" in transcript.inner_text() and "2XPA" not in transcript.inner_text()
+    console.locator(".kb-hit").first.wait_for(state="attached")
+
+    console.locator("#reply").fill("Hi, this is the support team. Let me check that code.")
+    console.locator("#send").click()
+    transcript.get_by_text("Hi, this is the support team. Let me check that code.").wait_for()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    console.screenshot(path=str(ARTIFACTS / "console.png"))
+
+    delivered: list[str] = []
+    for _ in range(50):
+        delivered += pending(stack, customer)
+        if "Hi, this is the support team. Let me check that code." in delivered:
+            break
+        console.wait_for_timeout(200)
+    assert "Hi, this is the support team. Let me check that code." in delivered
+
+    console.locator("#resolution").select_option("resolved")
+    console.locator("#close").click()
+    console.locator("#conv-state", has_text="closed").wait_for()
+
+    console.locator("#tab-supervisor").click()
+    console.locator("#stat-closed-today").wait_for(state="visible")
+    console.locator("#chart-csat .bar-row").first.wait_for(state="attached")
+    console.screenshot(path=str(ARTIFACTS / "console-supervisor.png"))
+    assert console.dialogs == [], "no script from customer text may run"
+
+
+def test_an_agent_sees_no_supervisor_tab(console: Any, stack: Stack) -> None:
+    name = "eve-" + secrets.token_hex(3)
+    add_agent(stack, name, Role.AGENT)
+    log_in(console, name)
+    assert not console.locator("#tab-supervisor").is_visible()
+    reply = httpx.post(rest_url(stack), json={"sender": "console-x", "message": "hello"})
+    assert reply.status_code == 200
