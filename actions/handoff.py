@@ -191,7 +191,7 @@ class ActionHandoff(Action):
             record.priority.value,
         )
         response = self.response_for(outcome, record)
-        if outcome is Outcome.QUEUED and not await self._anyone_on_duty(tracker):
+        if response == "utter_handoff" and not await self._anyone_on_duty(tracker):
             # the entrance never closes: stay queued, or leave a message for later
             response = "utter_handoff_no_agent"
         dispatcher.utter_message(response=response)

@@ -71,3 +71,15 @@ async def drain(sender_id: Text) -> List[Dict[Text, Any]]:
         logger.warning("conversation %s: outbox unavailable: %s", sender_id, error)
         return []
     return [json.loads(item) for item in raw]
+
+
+async def restore(sender_id: Text, messages: List[Dict[Text, Any]]) -> None:
+    """Put drained messages back in front (the request that took them failed)."""
+    if not messages:
+        return
+    try:
+        await redis_client().lpush(
+            outbox_key(sender_id), *[json.dumps(m, ensure_ascii=False) for m in reversed(messages)]
+        )
+    except Exception as error:  # noqa: BLE001 - nothing more to do than say so
+        logger.error("conversation %s: %d parked messages lost: %s", sender_id, len(messages), error)

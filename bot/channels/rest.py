@@ -28,7 +28,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.guard import inspect_message, valid_sender_id
-from bot.channels.outbox import RedisOutbox, drain
+from bot.channels.outbox import RedisOutbox, drain, restore
 from common.masking import default_sealer
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,9 @@ class RestChannel(InputChannel):
                 logger.info(
                     "conversation %s: %s message answered with a prompt", sender_id, inspected.rejected
                 )
+            # what agents or the queue said since the last request comes first; what arrives
+            # while this turn runs waits for the next request, so replies never interleave
+            earlier = await drain(sender_id)
             collector = CollectingOutputChannel()
             try:
                 await on_new_message(
@@ -113,12 +116,13 @@ class RestChannel(InputChannel):
                 )
             except CancelledError:
                 logger.error("conversation %s: message timed out", sender_id)
+                await restore(sender_id, earlier)
                 return _error(503, "timeout", "the assistant did not answer in time, please retry")
             except Exception:
                 logger.exception("conversation %s: message processing failed", sender_id)
+                await restore(sender_id, earlier)
                 return _error(503, "unavailable", "the assistant is unavailable, please retry")
-            # what agents or the queue said since the last request comes first
-            return response.json([*(await drain(sender_id)), *collector.messages])
+            return response.json([*earlier, *collector.messages])
 
         @webhook.route("/messages", methods=["GET"])
         async def pending(request: Request) -> HTTPResponse:

@@ -53,3 +53,11 @@ def handoff_records(stack: Stack, sender: str) -> list[dict[str, Any]]:
     entries = redis_client(stack).xrange(f"{stack.settings.key_prefix}:handoff:requests")
     found = [json.loads(fields["record"]) for _, fields in entries]
     return [record for record in found if record["conversation_id"] == sender]
+
+
+def is_handoff(text: str, language: str) -> bool:
+    """The handoff announcement: the usual one, or the one for when no agent is online.
+
+    Which one a test sees depends on whether an agent of another test is still online.
+    """
+    return text in (texts("utter_handoff")[language], texts("utter_handoff_no_agent")[language])
