@@ -1,5 +1,5 @@
 # The two commands of the README are `make run` and `make test`.
-.PHONY: run test setup lint bench-nlu bench-kb kb lock clean
+.PHONY: run test setup lint bench-nlu bench-kb bench-handoff kb lock clean
 
 run:            ## set up what is missing, then start Redis, Rasa, actions and the web service
 	@scripts/setup.sh
@@ -19,6 +19,9 @@ lint:           ## ruff + mypy
 bench-nlu:      ## 5-fold cross-validation of the NLU -> bench/results/nlu_cv.{json,md}
 	@scripts/setup.sh
 	@PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/python -m bench.nlu_cv
+
+bench-handoff:  ## request -> console and agent reply -> customer at 50 concurrent -> bench/results/handoff.{json,md}
+	@PYTHONPATH=. .venv/bin/python -m bench.handoff
 
 bench-kb:       ## dense vs BM25 vs hybrid retrieval + latency at 1k/10k/100k chunks -> bench/results/kb_retrieval.{json,md}
 	@scripts/setup.sh

@@ -50,6 +50,8 @@ CATEGORIES = {
     "change_contact": "account",
     **URGENT_CATEGORIES,
 }
+# a message with words in it (not just an order id or digits answering a form)
+_WORDS = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]")
 _ENTITY_SLOTS = ("order_id", "card_code", "phone", "email")
 # the customer already tried to help themselves and something on our side failed
 HIGH_PRIORITY_REASONS = {Reason.ACTION_FAILURE: Priority.HIGH, Reason.VERIFICATION_FAILED: Priority.HIGH}
@@ -94,7 +96,10 @@ def _topic_intent(tracker: Tracker) -> str:
         if event.get("event") != "user":
             continue
         name = (event.get("parse_data") or {}).get("intent", {}).get("name")
-        if name and name not in ("affirm", "deny", "ask_human", "nlu_fallback", "thanks", "greet"):
+        # answers to a form's questions (an order id, "8000") say nothing about the topic
+        if not _WORDS.search(str(event.get("text") or "")):
+            continue
+        if name and name not in ("affirm", "deny", "ask_human", "nlu_fallback", "thanks", "greet", "inform"):
             return str(name)
     return "none"
 

@@ -1,4 +1,8 @@
-"""Debian's headless chromium, driven by Playwright (no browser download)."""
+"""Debian's headless chromium, driven by Playwright (no browser download).
+
+The browser lives per test module: Playwright's sync API keeps an event loop running in the
+main thread while it is open, which the async tests of later modules cannot share.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

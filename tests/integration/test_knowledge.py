@@ -92,7 +92,7 @@ def test_a_picked_suggestion_shows_the_article(stack: Stack) -> None:
 
 @pytest.mark.parametrize(
     ("language", "question"),
-    [("zh", "礼品卡能送人吗"), ("en", "is there a student discount")],
+    [("zh", "学生有优惠吗"), ("en", "is there a student discount")],
 )
 def test_unsure_answers_offer_titles_and_a_person(stack: Stack, language: str, question: str) -> None:
     sender = new_sender()

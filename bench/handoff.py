@@ -1,0 +1,319 @@
+"""Handoff latency: request -> console and agent reply -> customer, at 50 concurrent conversations.
+
+    make bench-handoff        (.venv; starts its own stack on free ports, about 3 minutes on 2 cores)
+
+Customers are socket.io widget clients; the agent is the console's API plus
+its websocket, exactly what the browser console uses.
+
+- request -> visible: from the customer sending "I want a human" to the
+  console's websocket announcing the new conversation.
+- reply -> customer: from the agent's POST /api/conversations/{id}/messages to
+  the customer's socket receiving the line.
+
+Baselines in the same run and the same stack, same concurrency:
+- a plain greeting turn (customer sends "hello", receives the greeting): what
+  any turn costs on this machine, for the request side;
+- a bot line posted straight to Rasa's tracker events API
+  (output_channel=latest) to the same customer: the floor under the agent
+  reply path, which adds the handoff service's checks on top.
+
+Writes bench/results/handoff.json and bench/results/handoff.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import socketio  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+from websockets.client import connect as websocket_connect  # noqa: E402
+
+from common.settings import Settings  # noqa: E402
+from handoff.auth import AgentDirectory, Role  # noqa: E402
+from handoff.queue import HandoffQueue  # noqa: E402
+from scripts.stack import Stack, free_port  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+GOALS_MS = {"request_to_console": 250.0, "reply_to_customer": 150.0}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50_ms": round(percentile(values, 50), 1),
+        "p90_ms": round(percentile(values, 90), 1),
+        "p99_ms": round(percentile(values, 99), 1),
+        "mean_ms": round(statistics.fmean(values), 1),
+        "max_ms": round(max(values), 1),
+    }
+
+
+class Customer:
+    """One widget: a socket.io connection whose bot messages land in a queue."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.messages: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+        self.session = uuid.uuid4().hex
+        confirmed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.confirmed = confirmed
+        self.sio.on("bot_uttered", lambda data: self.messages.put_nowait((time.perf_counter(), data)))
+        self.sio.on("session_confirm", self._confirm)
+
+    def _confirm(self, session_id: str) -> None:
+        if not self.confirmed.done():
+            self.confirmed.set_result(session_id)
+
+    async def open(self) -> None:
+        await self.sio.connect(self.url, transports=["websocket"], socketio_path="/socket.io")
+        await self.sio.emit("session_request", {"session_id": self.session})
+        await asyncio.wait_for(self.confirmed, 20)
+
+    async def send(self, text: str) -> float:
+        started = time.perf_counter()
+        await self.sio.emit("user_uttered", {"session_id": self.session, "message": text})
+        return started
+
+    async def wait_for(self, text: str | None, timeout: float = 60) -> float:
+        """Arrival time of the first message with this text (None: any message)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            arrived, data = await asyncio.wait_for(self.messages.get(), max(0.1, deadline - time.monotonic()))
+            if text is None or data.get("text") == text:
+                return arrived
+
+    def drain(self) -> None:
+        while not self.messages.empty():
+            self.messages.get_nowait()
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+class Console:
+    """The agent's API session and websocket; records when each conversation became visible."""
+
+    def __init__(self, web: str) -> None:
+        self.web = web
+        self.http = httpx.AsyncClient(base_url=web, timeout=60, limits=httpx.Limits(max_connections=100))
+        self.csrf = ""
+        self.visible: dict[str, float] = {}
+        self.ws: Any = None
+        self.reader: asyncio.Task[None] | None = None
+
+    async def login(self, name: str, password: str) -> None:
+        reply = await self.http.post("/api/agent/login", json={"name": name, "password": password})
+        reply.raise_for_status()
+        self.csrf = reply.json()["csrf"]
+        cookie = f"cs_session={self.http.cookies.get('cs_session')}"
+        self.ws = await websocket_connect(
+            self.web.replace("http", "ws") + "/api/agent/ws", extra_headers={"Cookie": cookie}, max_queue=None
+        )
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            message = json.loads(raw)
+            if message.get("type") == "conversation":
+                self.visible.setdefault(message["conversation_id"], time.perf_counter())
+
+    async def post(self, path: str, body: dict[str, Any] | None = None) -> None:
+        reply = await self.http.post(path, json=body or {}, headers={"X-CSRF-Token": self.csrf})
+        reply.raise_for_status()
+
+    async def close(self) -> None:
+        if self.reader:
+            self.reader.cancel()
+        if self.ws is not None:
+            await self.ws.close()
+        await self.http.aclose()
+
+
+async def one_round(
+    stack: Stack, console: Console, concurrency: int, progress: tqdm
+) -> dict[str, list[float]]:
+    rasa = f"http://127.0.0.1:{stack.settings.rasa_port}"
+    customers = [Customer(rasa) for _ in range(concurrency)]
+    await asyncio.gather(*(c.open() for c in customers))
+    out: dict[str, list[float]] = {
+        "greet": [],
+        "request_to_console": [],
+        "rasa_api_line": [],
+        "reply_to_customer": [],
+    }
+
+    async def greet(c: Customer) -> None:
+        started = await c.send("hello")
+        out["greet"].append((await c.wait_for(None) - started) * 1000)
+
+    await asyncio.gather(*(greet(c) for c in customers))
+    progress.update(1)
+
+    async def ask(c: Customer) -> None:
+        started = await c.send("I want to talk to a human")
+        deadline = time.monotonic() + 60
+        while c.session not in console.visible:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{c.session} never reached the console")
+            await asyncio.sleep(0.002)
+        out["request_to_console"].append((console.visible[c.session] - started) * 1000)
+
+    await asyncio.gather(*(ask(c) for c in customers))
+    progress.update(1)
+    for c in customers:  # claims are not what is measured
+        await console.post(f"/api/conversations/{c.session}/claim")
+    await asyncio.sleep(1.0)
+    for c in customers:
+        c.drain()
+
+    async def direct(c: Customer, client: httpx.AsyncClient) -> None:
+        text = "direct " + secrets.token_hex(4)
+        started = time.perf_counter()
+        reply = await client.post(
+            f"/conversations/{c.session}/tracker/events",
+            params={
+                "token": stack.settings.rasa_token,
+                "output_channel": "latest",
+                "execute_side_effects": "true",
+            },
+            json=[{"event": "bot", "text": text}],
+        )
+        reply.raise_for_status()
+        out["rasa_api_line"].append((await c.wait_for(text) - started) * 1000)
+
+    async with httpx.AsyncClient(
+        base_url=rasa, timeout=60, limits=httpx.Limits(max_connections=100)
+    ) as client:
+        await asyncio.gather(*(direct(c, client) for c in customers))
+    progress.update(1)
+
+    async def reply(c: Customer) -> None:
+        text = "agent " + secrets.token_hex(4)
+        started = time.perf_counter()
+        await console.post(f"/api/conversations/{c.session}/messages", {"text": text})
+        out["reply_to_customer"].append((await c.wait_for(text) - started) * 1000)
+
+    await asyncio.gather(*(reply(c) for c in customers))
+    progress.update(1)
+    for c in customers:
+        await console.post(f"/api/conversations/{c.session}/close", {"resolution": "resolved"})
+    await asyncio.gather(*(c.close() for c in customers))
+    return out
+
+
+async def measure(stack: Stack, concurrency: int, rounds: int) -> dict[str, list[float]]:
+    name, password = "bench-agent", secrets.token_urlsafe(12)
+    queue = HandoffQueue.create(stack.settings.redis_url, stack.settings.key_prefix)
+    await AgentDirectory(queue.client, stack.settings.key_prefix).add(name, password, Role.AGENT)
+    await queue.close()
+    console = Console(f"http://127.0.0.1:{stack.settings.web_port}")
+    await console.login(name, password)
+    totals: dict[str, list[float]] = {}
+    try:
+        with tqdm(total=rounds * 4, desc=f"handoff bench, {concurrency} concurrent", unit="step") as progress:
+            for _ in range(rounds):
+                for key, values in (await one_round(stack, console, concurrency, progress)).items():
+                    totals.setdefault(key, []).extend(values)
+    finally:
+        await console.close()
+    return totals
+
+
+def write(results: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "handoff.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    m = results["measurements"]
+    rows = [
+        ("request -> visible in console", "request_to_console", "greet turn (baseline)", "greet"),
+        ("agent reply -> customer", "reply_to_customer", "bot line via Rasa API (baseline)", "rasa_api_line"),
+    ]
+    lines = [
+        "# Handoff latency",
+        "",
+        f"`make bench-handoff` on {results['machine']}, {results['concurrency']} concurrent socket.io "
+        f"conversations x {results['rounds']} rounds, {results['date']}.",
+        "",
+        "| path | p50 ms | p90 ms | p99 ms | goal p99 | baseline | baseline p50 | baseline p99 | p50 ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for title, key, base_title, base in rows:
+        ours, ref = m[key], m[base]
+        lines.append(
+            f"| {title} | {ours['p50_ms']} | {ours['p90_ms']} | {ours['p99_ms']} | {GOALS_MS[key]:.0f} | "
+            f"{base_title} | {ref['p50_ms']} | {ref['p99_ms']} | {results['ratios'][key]} |"
+        )
+    (RESULTS / "handoff.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    var = Path(tempfile.mkdtemp(prefix="bench-handoff-"))
+    redis_port, rasa_port, action_port, web_port = (free_port() for _ in range(4))
+    settings = Settings(
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        key_prefix="bench" + secrets.token_hex(3),
+        rasa_url=f"http://127.0.0.1:{rasa_port}",
+        rasa_token="bench-" + secrets.token_hex(8),
+        web_port=web_port,
+        rasa_port=rasa_port,
+        action_port=action_port,
+        local_redis_port=redis_port,
+        var_dir=var,
+        log_level="WARNING",
+    )
+    stack = Stack(settings=settings, log_dir=var / "log", start_redis=True)
+    print("starting a private stack (Redis, action server, Rasa, handoff service)...", flush=True)
+    stack.start()
+    try:
+        measured = asyncio.run(measure(stack, args.concurrency, args.rounds))
+    finally:
+        stack.stop()
+    stats = {key: summary(values) for key, values in measured.items()}
+    results = {
+        "command": "make bench-handoff",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {platform.python_version()}, {__import__('os').cpu_count()} cores",
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "goals_p99_ms": GOALS_MS,
+        "measurements": stats,
+        "ratios": {
+            "request_to_console": round(stats["request_to_console"]["p50_ms"] / stats["greet"]["p50_ms"], 2),
+            "reply_to_customer": round(
+                stats["reply_to_customer"]["p50_ms"] / stats["rasa_api_line"]["p50_ms"], 2
+            ),
+        },
+        "goals_met": {key: stats[key]["p99_ms"] <= goal for key, goal in GOALS_MS.items()},
+    }
+    write(results)
+    print((RESULTS / "handoff.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
