@@ -20,6 +20,10 @@ from typing import Any, Dict, Optional, Set, Text
 from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,9 @@ class RedisStreamBroker(EventBroker):
             password=kwargs.get("password") or None,
             socket_timeout=2,
             socket_connect_timeout=2,
+            # a restarted Redis leaves stale pooled connections: retry on a fresh one
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         prefix = str(kwargs.get("key_prefix") or "cs")
         return cls(client, f"{prefix}:rasa:events")

@@ -34,6 +34,10 @@ from enum import Enum
 from typing import Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from handoff.records import HandoffRecord, Priority
 
@@ -103,6 +107,7 @@ class Conversation:
             "summary": r.summary,
             "created": r.created,
             "sla_due": r.sla_due,
+            "resolution_due": r.resolution_due,
             "state": self.state.value,
             "agent": self.agent,
             "position": self.position,
@@ -187,8 +192,15 @@ class HandoffQueue:
 
     @classmethod
     def create(cls, redis_url: str, prefix: str, **options: Any) -> HandoffQueue:
+        # a restarted Redis leaves stale pooled connections: retry once on a fresh one
         client = aioredis.from_url(
-            redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
+            redis_url,
+            decode_responses=True,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            health_check_interval=30,
         )
         return cls(client=client, prefix=prefix, **options)
 

@@ -7,6 +7,7 @@ it is a plain dataclass with explicit JSON (de)serialisation.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -29,12 +30,42 @@ class Reason(str, Enum):
     NOT_FOUND = "not_found"  # an order id or card code we do not know, given twice
 
 
-# first-response SLA per priority; the handoff issue makes these configurable
-FIRST_RESPONSE_SLA = {
-    Priority.URGENT: timedelta(minutes=30),
-    Priority.HIGH: timedelta(hours=1),
-    Priority.NORMAL: timedelta(hours=4),
+# (first response, resolution) per priority; HANDOFF_SLA_URGENT="30m,24h" and friends override them
+DEFAULT_SLA = {
+    Priority.URGENT: (timedelta(minutes=30), timedelta(hours=24)),
+    Priority.HIGH: (timedelta(hours=1), timedelta(hours=48)),
+    Priority.NORMAL: (timedelta(hours=4), timedelta(hours=72)),
 }
+# kept for callers that only need the first-response target
+FIRST_RESPONSE_SLA = {priority: first for priority, (first, _) in DEFAULT_SLA.items()}
+
+
+def _duration(text: str) -> timedelta:
+    value, unit = float(text[:-1]), text[-1].lower()
+    if unit not in "mhd" or value <= 0:
+        raise ValueError(f"SLA durations look like 30m, 4h or 2d (got {text!r})")
+    return (
+        timedelta(minutes=value)
+        if unit == "m"
+        else timedelta(hours=value)
+        if unit == "h"
+        else timedelta(days=value)
+    )
+
+
+def sla_for(priority: Priority) -> tuple[timedelta, timedelta]:
+    """(first response, resolution) for a priority, from HANDOFF_SLA_<PRIORITY> or the defaults."""
+    from common.settings import load_env_file
+
+    name = f"HANDOFF_SLA_{priority.value.upper()}"
+    raw = os.environ.get(name) or load_env_file().get(name)
+    if not raw:
+        return DEFAULT_SLA[priority]
+    first, _, resolve = raw.partition(",")
+    try:
+        return _duration(first.strip()), _duration(resolve.strip() or "72h")
+    except (ValueError, IndexError) as error:
+        raise ValueError(f"{name}={raw!r}: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -60,6 +91,7 @@ class HandoffRecord:
     sla_due: str
     state: str = "requested"
     entities: dict[str, str] = field(default_factory=dict)
+    resolution_due: str = ""  # records from before this field have none
 
     @classmethod
     def build(
@@ -77,6 +109,7 @@ class HandoffRecord:
         now: datetime | None = None,
     ) -> HandoffRecord:
         created = now or datetime.now(timezone.utc)
+        first_response, resolution = sla_for(priority)
         return cls(
             conversation_id=conversation_id,
             channel=channel,
@@ -87,7 +120,8 @@ class HandoffRecord:
             summary=summary,
             transcript=transcript,
             created=created.isoformat(),
-            sla_due=(created + FIRST_RESPONSE_SLA[priority]).isoformat(),
+            sla_due=(created + first_response).isoformat(),
+            resolution_due=(created + resolution).isoformat(),
             entities=entities or {},
         )
 

@@ -21,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from redis.exceptions import RedisError
 
 from common.ids import valid_conversation_id
 from common.settings import Settings
@@ -87,6 +88,12 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
         redoc_url=None,
     )
     app.include_router(console_router(services))
+
+    @app.exception_handler(RedisError)
+    async def redis_down(request: Request, error: RedisError) -> JSONResponse:
+        # the queue lives in Redis: without it, say "try again" rather than 500
+        logger.error("%s %s: Redis unavailable: %s", request.method, request.url.path, error)
+        return JSONResponse({"detail": "the queue is unavailable, please retry"}, status_code=503)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> JSONResponse:

@@ -16,6 +16,10 @@ from typing import Any, Dict, List, Optional, Text
 
 from rasa.core.channels.channel import CollectingOutputChannel
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,9 @@ def redis_client() -> aioredis.Redis:
             password=os.environ.get("REDIS_PASSWORD") or None,
             socket_timeout=2,
             socket_connect_timeout=2,
+            # a restarted Redis leaves stale pooled connections: retry on a fresh one
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
     return _client
 
