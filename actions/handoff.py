@@ -245,7 +245,10 @@ class ActionCancelHandoff(Action):
                 response="utter_handoff_cancelled" if cleared else "utter_handoff_not_queued"
             )
             return [SlotSet("handoff_requested", False)]
-        await queue.end(tracker.sender_id, State.CANCELLED)
+        if not await queue.end(tracker.sender_id, State.CANCELLED, only_if=State.WAITING):
+            # an agent claimed it a moment ago; the agent now decides
+            dispatcher.utter_message(response="utter_handoff_pending")
+            return []
         logger.info("conversation %s: customer left the queue", tracker.sender_id)
         dispatcher.utter_message(response="utter_handoff_cancelled")
         return [SlotSet("handoff_requested", False)]

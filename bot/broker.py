@@ -5,8 +5,9 @@ learn what a customer writes while an agent holds the conversation (Rasa
 stays silent then, but still records the message). Redis is already the
 shared state of every process, so no message broker is added for this.
 
-``publish`` is called synchronously inside Rasa's event loop; it only hands
-the event to a background task, so the turn never waits on the network.
+``publish`` is called synchronously inside Rasa's event loop; it only queues
+the event for one background writer, so the turn never waits on the network
+and the stream keeps Rasa's order.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 import json
 import logging
 from asyncio import AbstractEventLoop
-from typing import Any, Dict, Optional, Set, Text
+from typing import Any, Dict, Optional, Text
 
 from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
@@ -28,13 +29,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 logger = logging.getLogger(__name__)
 
 STREAM_MAXLEN = 200_000
+QUEUE_LIMIT = 10_000  # events waiting for Redis before new ones are dropped
 
 
 class RedisStreamBroker(EventBroker):
     def __init__(self, client: aioredis.Redis, stream: str) -> None:
         self.client = client
         self.stream = stream
-        self._pending: Set[asyncio.Task[Any]] = set()
+        self._queue: Optional[asyncio.Queue[Dict[Text, Any]]] = None
+        self._writer: Optional[asyncio.Task[None]] = None
 
     @classmethod
     async def from_endpoint_config(
@@ -56,27 +59,44 @@ class RedisStreamBroker(EventBroker):
         return cls(client, f"{prefix}:rasa:events")
 
     def publish(self, event: Dict[Text, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._append(event))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _append(self, event: Dict[Text, Any]) -> None:
+        # one writer keeps the stream in the order Rasa published (tasks per event could reorder)
+        if self._queue is None:
+            self._queue = asyncio.Queue(maxsize=QUEUE_LIMIT)
+            self._writer = asyncio.get_running_loop().create_task(self._write())
         try:
-            await self.client.xadd(
-                self.stream,
-                {"event": json.dumps(event, ensure_ascii=False, default=str)},
-                maxlen=STREAM_MAXLEN,
-                approximate=True,
-            )
-        except Exception as error:  # noqa: BLE001 - the tracker store still has the event; never break a turn
-            logger.warning("conversation %s: event not streamed to Redis: %s", event.get("sender_id"), error)
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            logger.error("conversation %s: event stream backlog full; event dropped", event.get("sender_id"))
+
+    async def _write(self) -> None:
+        assert self._queue is not None
+        while True:
+            event = await self._queue.get()
+            body = {"event": json.dumps(event, ensure_ascii=False, default=str)}
+            for attempt in range(5):
+                try:
+                    await self.client.xadd(self.stream, body, maxlen=STREAM_MAXLEN, approximate=True)
+                    break
+                except Exception as error:  # noqa: BLE001 - the tracker store still has the event
+                    if attempt == 4:
+                        logger.warning(
+                            "conversation %s: event not streamed to Redis: %s", event.get("sender_id"), error
+                        )
+                    else:
+                        await asyncio.sleep(0.2 * (attempt + 1))
+            self._queue.task_done()
 
     def is_ready(self) -> bool:
         return True
 
     async def close(self) -> None:
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._queue is not None:
+            try:
+                await asyncio.wait_for(self._queue.join(), timeout=5)
+            except asyncio.TimeoutError:
+                logger.warning("%d events not streamed at shutdown", self._queue.qsize())
+        if self._writer is not None:
+            self._writer.cancel()
         # redis-py 4.6 (what rasa pins) names it close(), 5+ aclose()
         closer = getattr(self.client, "aclose", None) or self.client.close
         await closer()

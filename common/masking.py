@@ -19,14 +19,19 @@ import hashlib
 import os
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-# XXXX-XXXX-XXXX-XXXX; customers also type spaces or nothing between the groups
+# XXXX-XXXX-XXXX-XXXX. Customers also type spaces, dots, other dashes or nothing between the groups,
+# and Chinese input methods produce full-width letters, digits and dashes (Ｋ７ＱＭ－...).
+_CH = "[A-Za-z0-9\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]"
+_SEP = "(?:[ \u3000]*[-\u2010-\u2015\u2212\uff0d.\uff0e][ \u3000]*|[ \u3000]+)?"
 CARD_CODE_RE = re.compile(
-    r"(?<![A-Za-z0-9*])([A-Za-z0-9]{4})([- ]?)"
-    r"([A-Za-z0-9]{4})\2([A-Za-z0-9]{4})\2([A-Za-z0-9]{4})(?![A-Za-z0-9*])"
+    f"(?<![A-Za-z0-9\uff10-\uff19\uff21-\uff3a\uff41-\uff5a])({_CH}{{4}})({_SEP})({_CH}{{4}})({_SEP})"
+    f"({_CH}{{4}})({_SEP})({_CH}{{4}})(?![A-Za-z0-9\uff10-\uff19\uff21-\uff3a\uff41-\uff5a])"
 )
+_DASHES = set("-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\uff0d")
 # what a masked code looks like once it is in the tracker
 MASKED_CODE_RE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{4}-\*{4}-\*{4}-[A-Za-z0-9]{4}(?![A-Za-z0-9])")
 SEALED_CODES_KEY = "sealed_card_codes"  # message metadata key; the channels own it
@@ -34,16 +39,42 @@ SEAL_TTL_SECONDS = 24 * 3600
 CARD_CODE_KEY_ENV = "CS_CARD_CODE_KEY"
 
 
-def _is_code(groups: tuple[str, ...]) -> bool:
-    """Dashed groups are always a code; a bare 16-character run must mix letters and digits."""
-    joined = "".join(groups[0:1] + groups[2:])
-    if groups[1] == "-":
+def _parts(match: re.Match[str]) -> tuple[list[str], list[str]]:
+    groups = match.groups()
+    return [groups[0], groups[2], groups[4], groups[6]], [groups[1], groups[3], groups[5]]
+
+
+def _is_code(match: re.Match[str]) -> bool:
+    """Dash-separated groups are always a code. Other separators (spaces, dots, none) need a digit in
+    every group and a letter somewhere: four English words or a bank card number are not card codes."""
+    chunks, separators = _parts(match)
+    if all(any(ch in _DASHES for ch in sep) for sep in separators):
         return True
-    return any(c.isdigit() for c in joined) and any(c.isalpha() for c in joined)
+    normal = [unicodedata.normalize("NFKC", chunk) for chunk in chunks]
+    return all(any(c.isdigit() for c in chunk) for chunk in normal) and any(
+        c.isalpha() for c in "".join(normal)
+    )
 
 
-def canonical(groups: tuple[str, ...]) -> str:
-    return "-".join(g.upper() for g in (groups[0], groups[2], groups[3], groups[4]))
+def _matches(text: str) -> list[re.Match[str]]:
+    """Every card code in text, left to right. A rejected candidate ("code K7QM-2XPA-9FTR" in front of
+    a real code) only moves the search on by one character, so it cannot hide the code after it."""
+    found: list[re.Match[str]] = []
+    position = 0
+    while True:
+        match = CARD_CODE_RE.search(text, position)
+        if match is None:
+            return found
+        if _is_code(match):
+            found.append(match)
+            position = match.end()
+        else:
+            position = match.start() + 1
+
+
+def canonical(match: re.Match[str]) -> str:
+    chunks, _ = _parts(match)
+    return "-".join(unicodedata.normalize("NFKC", chunk).upper() for chunk in chunks)
 
 
 def mask(code: str) -> str:
@@ -53,18 +84,17 @@ def mask(code: str) -> str:
 
 def find_card_codes(text: str) -> list[str]:
     """Every full card code in text, canonical (upper case, dashed), in order."""
-    return [canonical(m.groups()) for m in CARD_CODE_RE.finditer(text) if _is_code(m.groups())]
+    return [canonical(m) for m in _matches(text)]
 
 
 def mask_card_codes(text: str) -> str:
     """Replace the middle of every card code: K7QM-2XPA-9FTR-4WZD -> K7QM-****-****-4WZD."""
-
-    def replace(match: re.Match[str]) -> str:
-        if not _is_code(match.groups()):
-            return match.group(0)
-        return mask(canonical(match.groups()))
-
-    return CARD_CODE_RE.sub(replace, text)
+    pieces: list[str] = []
+    last = 0
+    for match in _matches(text):
+        pieces += [text[last : match.start()], mask(canonical(match))]
+        last = match.end()
+    return "".join([*pieces, text[last:]])
 
 
 @dataclass(frozen=True)

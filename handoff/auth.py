@@ -8,6 +8,7 @@ every state-changing request. Repeated failed logins lock the name for a while.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
@@ -108,16 +109,20 @@ class AgentDirectory:
 
     async def login(self, name: str, password: str) -> Session | None:
         failures_key = self.key("login-failures", name[:64])
-        if int(await self.client.get(failures_key) or 0) >= MAX_FAILURES:
+        # count the attempt before checking it, so parallel guesses cannot all slip under the limit;
+        # the window starts at the first failure and is not extended by later ones
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.incr(failures_key)
+            pipe.expire(failures_key, LOCKOUT_SECONDS, nx=True)
+            attempts, _ = await pipe.execute()
+        if int(attempts) > MAX_FAILURES:
             raise LockedOut(name)
         agent = await self.get(name)
-        # verify against a dummy hash for unknown names so timing does not reveal who exists
-        ok = verify_password(password, agent.password_hash if agent else _dummy_hash()) and agent is not None
+        # scrypt is deliberately slow: keep it off the event loop. Unknown names are checked
+        # against a dummy hash so timing does not reveal who exists.
+        stored = agent.password_hash if agent else _dummy_hash()
+        ok = await asyncio.to_thread(verify_password, password, stored)
         if not ok or agent is None:
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.incr(failures_key)
-                pipe.expire(failures_key, LOCKOUT_SECONDS)
-                await pipe.execute()
             logger.warning("failed console login for %r", name[:64])
             return None
         await self.client.delete(failures_key)

@@ -12,11 +12,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from common.masking import mask_card_codes
 from handoff.auth import AgentDirectory, LockedOut, Role, Session
 from handoff.queue import ClaimError, HandoffQueue, NotHolder, Resolution, State
 from handoff.rasa_api import CustomerTexts, RasaApi, RasaUnavailable
@@ -198,11 +200,21 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
             raise HTTPException(status_code=403, detail="claim the conversation first")
         return found
 
+    async def end_or_409(
+        conversation_id: str, state: State, agent: str, resolution: Resolution | None = None
+    ) -> bool:
+        """End the handoff; False when it was already over (then the customer is not told again)."""
+        try:
+            return await services().queue.end(conversation_id, state, agent, resolution)
+        except NotHolder as error:
+            raise HTTPException(status_code=409, detail="no longer yours") from error
+
     @router.post("/api/conversations/{conversation_id}/messages")
     async def send(conversation_id: str, body: Text, current: Session = Depends(session)) -> dict[str, bool]:
         await holder_or_403(conversation_id, current)
         try:
-            await services().rasa.say(conversation_id, body.text, agent=current.agent)
+            # an agent pasting a code must not put it into the tracker either
+            await services().rasa.say(conversation_id, mask_card_codes(body.text), agent=current.agent)
         except RasaUnavailable as error:
             raise HTTPException(status_code=503, detail="could not reach the customer; try again") from error
         return {"ok": True}
@@ -214,6 +226,8 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
         found = await holder_or_403(conversation_id, current)
         if await services().agents.get(body.agent) is None:
             raise HTTPException(status_code=404, detail="no such agent")
+        if body.agent == current.agent or body.agent not in await services().queue.online_agents():
+            raise HTTPException(status_code=409, detail=f"{body.agent} is not online to take it")
         try:
             await services().queue.transfer(conversation_id, current.agent, body.agent)
         except NotHolder as error:
@@ -228,7 +242,8 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
     @router.post("/api/conversations/{conversation_id}/handback")
     async def hand_back(conversation_id: str, current: Session = Depends(session)) -> dict[str, bool]:
         found = await holder_or_403(conversation_id, current)
-        await services().queue.end(conversation_id, State.HANDED_BACK, current.agent)
+        if not await end_or_409(conversation_id, State.HANDED_BACK, current.agent):
+            return {"ok": False}
         try:
             await services().rasa.resume(conversation_id)
             await services().rasa.say(
@@ -243,7 +258,8 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
         conversation_id: str, body: Close, current: Session = Depends(session)
     ) -> dict[str, bool]:
         found = await holder_or_403(conversation_id, current)
-        await services().queue.end(conversation_id, State.CLOSED, current.agent, body.resolution)
+        if not await end_or_409(conversation_id, State.CLOSED, current.agent, body.resolution):
+            return {"ok": False}
         language = found.record.language
         buttons = [{"title": "⭐" * n, "payload": f'/rate{{"rating":"{n}"}}'} for n in range(5, 0, -1)]
         try:
@@ -289,8 +305,11 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
 
     @router.websocket("/api/agent/ws")
     async def live(websocket: WebSocket) -> None:
-        current = await services().agents.session(websocket.cookies.get(COOKIE))
-        if current is None:
+        agents = services().agents
+        current = await agents.session(websocket.cookies.get(COOKIE))
+        origin = websocket.headers.get("origin")
+        # SameSite cookies also travel from other ports of this host: only our own pages may connect
+        if current is None or (origin and urlsplit(origin).netloc != websocket.headers.get("host")):
             await websocket.close(code=4401)
             return
         await websocket.accept()
@@ -301,6 +320,10 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
             while True:
                 message = await websocket.receive_json()
                 if isinstance(message, dict) and message.get("type") == "ping":
+                    # a logged-out, expired or removed agent's socket stops here
+                    if await agents.session(current.token) is None:
+                        await websocket.close(code=4401)
+                        return
                     await queue.heartbeat(current.agent)
 
         async def forward() -> None:
@@ -323,13 +346,13 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
                         )
 
         tasks = [asyncio.create_task(listen()), asyncio.create_task(forward())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            error = task.exception()
+            if error is not None and not isinstance(error, WebSocketDisconnect):
+                logger.warning("agent %s: console socket closed: %r", current.agent, error)
 
     return router

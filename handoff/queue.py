@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 PRIORITY_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2}
 EVENTS_MAXLEN = 10_000
 LINES_TTL_SECONDS = 30 * 24 * 3600
+ENDED_TTL_SECONDS = 30 * 24 * 3600  # ended conversations stay readable this long
 REQUEST_GROUP = "queue"
 
 
@@ -122,6 +123,20 @@ def score(record: HandoffRecord) -> float:
     return PRIORITY_RANK[record.priority] * 1e10 + due
 
 
+# KEYS: conv, waiting, lines, reasons, events, gate
+# ARGV: id, record, score, reason, maxlen, event, gate value ('' = no gate needed)
+_ADMIT = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'waiting' or state == 'active' then return 0 end
+if ARGV[7] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[7] then return -1 end
+redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('HSET', KEYS[1], 'record', ARGV[2], 'state', 'waiting')
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'event', ARGV[6])
+return 1
+"""
+
 # KEYS: waiting, holders, conv, events; ARGV: id, agent, now, maxlen
 _CLAIM = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
@@ -146,16 +161,19 @@ return 1
 """
 
 # KEYS: waiting, holders, conv, events, gate
-# ARGV: id, agent ('' = anyone may end it), state, now, maxlen, event, resolution
+# ARGV: id, agent ('' = anyone may end it), state, now, maxlen, event, resolution, expected state ('' = any
+# open one), seconds to keep the ended conversation
 _END = """
 local state = redis.call('HGET', KEYS[3], 'state')
 if state ~= 'waiting' and state ~= 'active' then return 0 end
+if ARGV[8] ~= '' and state ~= ARGV[8] then return 0 end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return -1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[3], 'state', ARGV[3], 'ended_at', ARGV[4])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[3], 'resolution', ARGV[7]) end
 redis.call('DEL', KEYS[5])
+redis.call('EXPIRE', KEYS[3], ARGV[9])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'event', ARGV[6])
 return 1
 """
@@ -234,21 +252,34 @@ class HandoffQueue:
         return self.key("active", conversation_id)
 
     # -- admitting requests ------------------------------------------------------
-    async def admit(self, record: HandoffRecord) -> bool:
-        """Put a requested handoff in the waiting line; False when it is already waiting or held."""
-        key = self.conv_key(record.conversation_id)
-        state = await self.client.hget(key, "state")
-        if state in (State.WAITING.value, State.ACTIVE.value):
-            return False
+    async def admit(self, record: HandoffRecord, require_gate: bool = True) -> bool:
+        """Put a requested handoff in the waiting line, atomically.
+
+        False when the conversation is already waiting or held, or when the request is no longer
+        live: its gate (set by handoff.requests with the record's creation time) was removed by a
+        cancel or by the end of the handoff, or belongs to a newer request. That makes a request
+        delivered twice (a retried stream entry) harmless.
+        """
         event = QueueEvent("admitted", record.conversation_id, data={"priority": record.priority.value})
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping={"record": record.to_json(), "state": State.WAITING.value})
-            pipe.zadd(self.waiting_key, {record.conversation_id: score(record)})
-            pipe.delete(self.lines_key(record.conversation_id))
-            pipe.hincrby(self.key("stats", "reasons"), record.reason.value, 1)
-            pipe.xadd(self.events_key, event.to_fields(), maxlen=EVENTS_MAXLEN, approximate=True)
-            await pipe.execute()
+        done = await self.client.eval(
+            _ADMIT,
+            6,
+            self.conv_key(record.conversation_id),
+            self.waiting_key,
+            self.lines_key(record.conversation_id),
+            self.key("stats", "reasons"),
+            self.events_key,
+            self.gate_key(record.conversation_id),
+            record.conversation_id,
+            record.to_json(),
+            str(score(record)),
+            record.reason.value,
+            str(EVENTS_MAXLEN),
+            event.to_fields()["event"],
+            record.created if require_gate else "",
+        )
+        if done != 1:
+            return False
         logger.info(
             "conversation %s: queued (%s, %s)",
             record.conversation_id,
@@ -413,8 +444,13 @@ class HandoffQueue:
         state: State,
         agent: str | None = None,
         resolution: Resolution | None = None,
+        only_if: State | None = None,
     ) -> bool:
-        """Close, cancel or hand back; with ``agent`` only that holder may do it. False when already over."""
+        """Close, cancel or hand back; with ``agent`` only that holder may do it.
+
+        False when already over, or (with ``only_if``) when the conversation moved on meanwhile:
+        a customer's cancel must not end a chat an agent has just claimed.
+        """
         event = QueueEvent(
             state.value, conversation_id, agent, data={"resolution": resolution.value if resolution else None}
         )
@@ -433,6 +469,8 @@ class HandoffQueue:
             str(EVENTS_MAXLEN),
             event.to_fields()["event"],
             resolution.value if resolution else "",
+            only_if.value if only_if else "",
+            str(ENDED_TTL_SECONDS),
         )
         if done == -1:
             raise NotHolder(conversation_id)

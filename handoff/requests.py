@@ -86,7 +86,12 @@ class HandoffRequestLog:
         if not fresh:
             logger.info("conversation %s: handoff already requested", record.conversation_id)
             return Outcome.ALREADY_QUEUED
-        await self.client.xadd(self.stream_key, {"record": record.to_json()})
+        try:
+            await self.client.xadd(self.stream_key, {"record": record.to_json()})
+        except (RedisError, OSError):
+            # without this the spooled copy would meet its own gate on replay and be dropped
+            await self.client.delete(self.active_key(record.conversation_id))
+            raise
         logger.info(
             "conversation %s: handoff requested (reason=%s, priority=%s)",
             record.conversation_id,

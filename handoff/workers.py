@@ -33,6 +33,15 @@ MOVES = {"admitted", "claimed", "requeued", "cancelled", "closed", "handed_back"
 LIVE_CHANNELS = {"socketio"}
 
 
+# KEYS: conversation hash; ARGV: position last told ('' = none), new position
+_CLAIM_TELLING = """
+local told = redis.call('HGET', KEYS[1], 'told_position') or ''
+if told ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'waiting' then return 0 end
+redis.call('HSET', KEYS[1], 'told_position', ARGV[2])
+return 1
+"""
+
+
 def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -62,8 +71,7 @@ def customer_line(event: dict[str, Any]) -> tuple[str, str, str | None] | None:
     metadata = event.get("metadata") or {}
     text = str(event.get("text") or "")
     if kind == "user":
-        if metadata.get("button_title"):
-            return "customer", f"[{metadata['button_title']}]", None
+        # a click shows its intent: the title in the metadata is whatever the client claims
         if text.startswith("/"):
             intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name") or text
             return "customer", f"[button] {intent}", None
@@ -150,8 +158,13 @@ class Workers:
         client = self.queue.client
         stream = self.queue.events_key
         await ensure_group(client, stream, NOTIFY_GROUP)
-        read = await client.xreadgroup(NOTIFY_GROUP, self.consumer, {stream: ">"}, count=100, block=1000)
-        entries = [e for _, stream_entries in read or [] for e in stream_entries]
+        # moves a crashed replica had read but not acted on
+        _, entries, _ = await client.xautoclaim(
+            stream, NOTIFY_GROUP, self.consumer, min_idle_time=30_000, start_id="0-0", count=100
+        )
+        if not entries:
+            read = await client.xreadgroup(NOTIFY_GROUP, self.consumer, {stream: ">"}, count=100, block=1000)
+            entries = [e for _, stream_entries in read or [] for e in stream_entries]
         if not entries:
             return
         moved = False
@@ -178,6 +191,9 @@ class Workers:
         last = int(raw) if raw else None
         if not worth_telling(record.channel, last, position):
             return
+        # one teller per move, however many replicas (and the orphan recovery) saw it
+        if not await self._claim_telling(key, raw, position):
+            return
         minutes = await self.queue.estimated_wait_minutes(position)
         if position == 1:
             text = self.texts.get("utter_queue_next", record.language)
@@ -194,8 +210,11 @@ class Workers:
         except RasaUnavailable as error:
             logger.warning("conversation %s: position not delivered: %s", record.conversation_id, error)
             return
-        await self.queue.client.hset(key, "told_position", str(position))
         logger.info("conversation %s: told position %d (~%d min)", record.conversation_id, position, minutes)
+
+    async def _claim_telling(self, key: str, last: str | None, position: int) -> bool:
+        """Compare-and-set of the position last told: True for exactly one caller per change."""
+        return bool(await self.queue.client.eval(_CLAIM_TELLING, 1, key, last or "", str(position)))
 
     # -- dead consoles -> back in the queue -------------------------------------------
     async def recover_once(self) -> None:
@@ -203,16 +222,15 @@ class Workers:
             conversation = await self.queue.get(conversation_id)
             if conversation is None:
                 continue
+            key = self.queue.conv_key(conversation_id)
+            position = conversation.position or 1
+            # claimed first, so the notifier does not also announce this position
+            await self._claim_telling(key, await self.queue.client.hget(key, "told_position"), position)
             try:
                 await self.rasa.resume(conversation_id)
                 await self.rasa.say(
                     conversation_id,
-                    self.texts.get(
-                        "utter_agent_left", conversation.record.language, position=conversation.position or 1
-                    ),
-                )
-                await self.queue.client.hset(
-                    self.queue.conv_key(conversation_id), "told_position", str(conversation.position or 1)
+                    self.texts.get("utter_agent_left", conversation.record.language, position=position),
                 )
             except RasaUnavailable as error:
                 logger.warning("conversation %s: could not tell the customer: %s", conversation_id, error)

@@ -231,3 +231,51 @@ async def test_restarting_the_handoff_service_loses_no_one(stack: Stack) -> None
         assert stats["waiting_by_priority"]["normal"] >= 6
     finally:
         await agent.close()
+
+
+async def test_the_console_socket_answers_only_a_live_session_from_our_own_pages(stack: Stack) -> None:
+    from websockets.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatusCode
+
+    agent = await Agent.create(stack, "finn-" + secrets.token_hex(3))
+    url = f"ws://127.0.0.1:{stack.settings.web_port}/api/agent/ws"
+    cookie = {"Cookie": f"cs_session={agent.http.cookies.get('cs_session')}"}
+    try:
+        # another port of the same host gets the SameSite cookie too; it must not get the stream
+        foreign = {**cookie, "Origin": f"http://127.0.0.1:{stack.settings.rasa_port}"}
+        with pytest.raises(InvalidStatusCode):
+            async with connect(url, extra_headers=foreign):
+                pass
+        with pytest.raises(InvalidStatusCode):
+            async with connect(url):  # no session at all
+                pass
+        async with connect(url, extra_headers=cookie) as socket:
+            await socket.send('{"type": "ping"}')
+            await agent.post("/api/agent/logout")
+            await socket.send('{"type": "ping"}')
+            with pytest.raises(ConnectionClosed):
+                while True:  # queue pushes may arrive first; then the socket must close
+                    await asyncio.wait_for(socket.recv(), 5)
+    finally:
+        await agent.close()
+
+
+async def test_a_transfer_needs_another_agent_who_is_online(stack: Stack) -> None:
+    agent = await Agent.create(stack, "gina-" + secrets.token_hex(3))
+    queue = HandoffQueue.create(stack.settings.redis_url, stack.settings.key_prefix)
+    try:
+        await AgentDirectory(queue.client, stack.settings.key_prefix).add(
+            "offline-olaf", "a good password", Role.AGENT
+        )
+        customer = "ho-transfer-" + uuid.uuid4().hex[:8]
+        await rest_say(stack, customer, "I want to talk to a human")
+        await eventually(lambda: _both_waiting(agent, customer), what="the customer waiting")
+        await agent.post(f"/api/conversations/{customer}/claim")
+        await agent.post(f"/api/conversations/{customer}/transfer", {"agent": "offline-olaf"}, status=409)
+        await agent.post(f"/api/conversations/{customer}/transfer", {"agent": agent.name}, status=409)
+        await agent.post(f"/api/conversations/{customer}/close", {"resolution": "resolved"})
+        # closing twice does not ask the customer twice
+        await agent.post(f"/api/conversations/{customer}/close", {"resolution": "resolved"}, status=403)
+    finally:
+        await queue.close()
+        await agent.close()

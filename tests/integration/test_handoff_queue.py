@@ -45,11 +45,17 @@ def record(cid: str, priority: Priority = Priority.NORMAL, minutes_ago: int = 0)
     )
 
 
+async def admit(queue: HandoffQueue, rec: HandoffRecord) -> bool:
+    """What handoff.requests does (the gate) followed by the service admitting the request."""
+    await queue.client.set(queue.gate_key(rec.conversation_id), rec.created, nx=True)
+    return await queue.admit(rec)
+
+
 async def test_waiting_order_is_priority_then_sla(queue: HandoffQueue) -> None:
-    await queue.admit(record("normal-old", minutes_ago=30))
-    await queue.admit(record("normal-new"))
-    await queue.admit(record("urgent", Priority.URGENT))
-    await queue.admit(record("high", Priority.HIGH))
+    await admit(queue, record("normal-old", minutes_ago=30))
+    await admit(queue, record("normal-new"))
+    await admit(queue, record("urgent", Priority.URGENT))
+    await admit(queue, record("high", Priority.HIGH))
     assert [c.record.conversation_id for c in await queue.waiting()] == [
         "urgent",
         "high",
@@ -60,9 +66,29 @@ async def test_waiting_order_is_priority_then_sla(queue: HandoffQueue) -> None:
 
 
 async def test_a_second_request_does_not_queue_twice(queue: HandoffQueue) -> None:
-    assert await queue.admit(record("c1"))
+    assert await admit(queue, record("c1"))
     assert not await queue.admit(record("c1"))
     assert len(await queue.waiting()) == 1
+
+
+async def test_a_request_that_is_no_longer_live_is_not_admitted(queue: HandoffQueue) -> None:
+    # cancelled before the service got to it: the gate is gone
+    assert not await queue.admit(record("cancelled-early"))
+    # delivered again after the handoff ended (a retried stream entry)
+    rec = record("ended")
+    await admit(queue, rec)
+    await queue.claim("ended", "alice")
+    await queue.end("ended", State.CLOSED, "alice", Resolution.RESOLVED)
+    assert not await queue.admit(rec)
+    assert (await queue.get("ended")).state is State.CLOSED  # type: ignore[union-attr]
+    assert await queue.client.ttl(queue.conv_key("ended")) > 0, "ended conversations expire"
+
+
+async def test_a_cancel_does_not_end_a_chat_an_agent_just_claimed(queue: HandoffQueue) -> None:
+    await admit(queue, record("c1"))
+    await queue.claim("c1", "alice")
+    assert not await queue.end("c1", State.CANCELLED, only_if=State.WAITING)
+    assert (await queue.get("c1")).state is State.ACTIVE  # type: ignore[union-attr]
 
 
 async def test_two_agents_claiming_at_once_one_wins_every_time(queue: HandoffQueue, redis_url: str) -> None:
@@ -71,7 +97,7 @@ async def test_two_agents_claiming_at_once_one_wins_every_time(queue: HandoffQue
     try:
         for round_ in range(100):
             cid = f"race-{round_}"
-            await queue.admit(record(cid))
+            await admit(queue, record(cid))
             results = await asyncio.gather(
                 queue.claim(cid, "alice"), other.claim(cid, "bob"), return_exceptions=True
             )
@@ -85,7 +111,9 @@ async def test_two_agents_claiming_at_once_one_wins_every_time(queue: HandoffQue
 
 
 async def test_requests_are_admitted_through_the_consumer_group(queue: HandoffQueue) -> None:
-    await queue.client.xadd(queue.requests_key, {"record": record("via-stream").to_json()})
+    rec = record("via-stream")
+    await queue.client.set(queue.gate_key("via-stream"), rec.created)
+    await queue.client.xadd(queue.requests_key, {"record": rec.to_json()})
     assert await queue.ingest("service-a", block_ms=100) == 1
     assert await queue.position("via-stream") == 1
     pending = await queue.client.xpending(queue.requests_key, "queue")
@@ -94,7 +122,9 @@ async def test_requests_are_admitted_through_the_consumer_group(queue: HandoffQu
 
 async def test_a_request_left_by_a_crashed_service_is_taken_over(queue: HandoffQueue) -> None:
     await queue.ensure_group()
-    await queue.client.xadd(queue.requests_key, {"record": record("orphan").to_json()})
+    rec = record("orphan")
+    await queue.client.set(queue.gate_key("orphan"), rec.created)
+    await queue.client.xadd(queue.requests_key, {"record": rec.to_json()})
     # service A reads it and dies before admitting it
     await queue.client.xreadgroup("queue", "service-a", {queue.requests_key: ">"}, count=10)
     assert await queue.position("orphan") is None
@@ -103,8 +133,8 @@ async def test_a_request_left_by_a_crashed_service_is_taken_over(queue: HandoffQ
 
 
 async def test_a_dead_console_gives_its_conversations_back(queue: HandoffQueue) -> None:
-    await queue.admit(record("first", Priority.HIGH))
-    await queue.admit(record("second"))
+    await admit(queue, record("first", Priority.HIGH))
+    await admit(queue, record("second"))
     await queue.heartbeat("alice")
     await queue.claim("first", "alice")
     await queue.client.zadd(queue.key("online"), {"alice": 0})  # alice's heartbeats stopped long ago
@@ -114,8 +144,8 @@ async def test_a_dead_console_gives_its_conversations_back(queue: HandoffQueue) 
 
 
 async def test_only_the_holder_acts_and_the_end_reopens_the_entrance(queue: HandoffQueue) -> None:
-    await queue.client.set(queue.gate_key("c1"), "x")  # what handoff.requests sets
-    await queue.admit(record("c1"))
+    await admit(queue, record("c1"))  # sets the gate, as handoff.requests does
+    assert await queue.client.exists(queue.gate_key("c1"))
     await queue.claim("c1", "alice")
     with pytest.raises(NotHolder):
         await queue.end("c1", State.CLOSED, "bob")
@@ -130,7 +160,7 @@ async def test_only_the_holder_acts_and_the_end_reopens_the_entrance(queue: Hand
 
 
 async def test_ratings_only_after_close_and_once(queue: HandoffQueue) -> None:
-    await queue.admit(record("c1"))
+    await admit(queue, record("c1"))
     assert not await queue.rate("c1", 5), "nothing to rate while waiting"
     await queue.claim("c1", "alice")
     await queue.end("c1", State.CLOSED, "alice", Resolution.RESOLVED)
@@ -149,7 +179,7 @@ async def test_ratings_only_after_close_and_once(queue: HandoffQueue) -> None:
 
 
 async def test_lines_and_events_for_the_console(queue: HandoffQueue) -> None:
-    await queue.admit(record("c1"))
+    await admit(queue, record("c1"))
     start = "0-0"
     await queue.add_line("c1", "customer", "<script>alert(1)</script>")
     lines = await queue.lines("c1")
@@ -193,7 +223,7 @@ async def test_tickets_are_left_answered_and_closed(queue: HandoffQueue) -> None
 async def test_a_fresh_connection_sees_the_same_queue(queue: HandoffQueue, redis_url: str) -> None:
     """Everything lives in Redis: a restarted service picks up where the last one stopped."""
     for i in range(5):
-        await queue.admit(record(f"w{i}"))
+        await admit(queue, record(f"w{i}"))
     again = HandoffQueue(aioredis.from_url(redis_url, decode_responses=True), queue.prefix)
     try:
         assert [c.record.conversation_id for c in await again.waiting()] == [f"w{i}" for i in range(5)]

@@ -127,7 +127,7 @@ class FakeQueue:
             return None
         return type("C", (), {"state": self.state})()
 
-    async def end(self, conversation_id: str, state: Any, *args: Any) -> bool:
+    async def end(self, conversation_id: str, state: Any, *args: Any, **kwargs: Any) -> bool:
         self.ended.append(state)
         return True
 

@@ -60,3 +60,20 @@ def test_the_demo_key_is_generated_once_and_private(tmp_path: Path, monkeypatch:
     assert (tmp_path / "secrets" / "card-code.key").stat().st_mode & 0o077 == 0
     monkeypatch.setenv(CARD_CODE_KEY_ENV, "from-env")
     assert card_code_secret(tmp_path) == "from-env"
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "K7QM-2XPA 9FTR-4WZD",  # mixed separators
+        "K7QM - 2XPA - 9FTR - 4WZD",
+        "K7QM–2XPA–9FTR–4WZD",  # en dashes
+        "**K7QM-2XPA-9FTR-4WZD**",  # markdown bold
+        "K7QM.2XPA.9FTR.4WZD",
+        "Ｋ７ＱＭ－２ＸＰＡ－９ＦＴＲ－４ＷＺＤ",  # full width, from a Chinese input method
+    ],
+)
+def test_codes_typed_in_odd_ways_are_masked(typed: str) -> None:
+    masked = mask_card_codes(f"卡密 {typed} 用不了")
+    assert "2XPA" not in masked and "２ＸＰＡ" not in masked and "K7QM-****-****-4WZD" in masked
+    assert find_card_codes(typed) == ["K7QM-2XPA-9FTR-4WZD"]
