@@ -22,7 +22,7 @@ from common.masking import mask_card_codes
 from handoff.auth import AgentDirectory, LockedOut, Role, Session
 from handoff.queue import ClaimError, HandoffQueue, NotHolder, Resolution, State
 from handoff.rasa_api import CustomerTexts, RasaApi, RasaUnavailable
-from handoff.tickets import TicketBook, TicketNotFound
+from handoff.tickets import TicketBook, TicketClosed, TicketNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -286,9 +286,11 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
         ticket_id: str, body: Text, current: Session = Depends(session)
     ) -> dict[str, bool]:
         try:
-            await services().tickets.answer(ticket_id, current.agent, body.text)
+            await services().tickets.answer(ticket_id, current.agent, mask_card_codes(body.text))
         except TicketNotFound as error:
             raise HTTPException(status_code=404, detail="no such ticket") from error
+        except TicketClosed as error:
+            raise HTTPException(status_code=409, detail="this ticket was already answered") from error
         return {"ok": True}
 
     @router.post("/api/tickets/{ticket_id}/close")

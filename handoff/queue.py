@@ -395,7 +395,9 @@ class HandoffQueue:
         logger.info("conversation %s: claimed by %s", conversation_id, agent)
         conversation = await self.get(conversation_id)
         assert conversation is not None
-        if datetime.fromisoformat(conversation.record.sla_due).timestamp() < time.time():
+        late = datetime.fromisoformat(conversation.record.sla_due).timestamp() < time.time()
+        # a requeued conversation claimed again is still one breach
+        if late and await self.client.hsetnx(self.conv_key(conversation_id), "breach_counted", "1"):
             await self.client.incr(self.key("stats", "sla_breaches"))
         return conversation
 

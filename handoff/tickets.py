@@ -38,6 +38,10 @@ class TicketNotFound(KeyError):
     pass
 
 
+class TicketClosed(Exception):
+    """Already answered or closed."""
+
+
 @dataclass
 class TicketBook:
     # redis.asyncio.Redis with decode_responses=True; its stubs cannot express str replies
@@ -75,7 +79,11 @@ class TicketBook:
         return [Ticket(**json.loads(raw)) for raw in raws if raw]
 
     async def answer(self, ticket_id: str, agent: str, reply: str) -> Ticket:
-        ticket = replace(await self.get(ticket_id), state="answered", reply=reply[:4000], agent=agent)
+        current = await self.get(ticket_id)
+        if current.state != "open":
+            # a second click or a second agent must not mail the customer twice
+            raise TicketClosed(ticket_id)
+        ticket = replace(current, state="answered", reply=reply[:4000], agent=agent)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self.key("tickets"), ticket_id, ticket.to_json())
             pipe.rpush(

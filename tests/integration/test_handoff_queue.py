@@ -15,7 +15,7 @@ from redis import asyncio as aioredis
 from handoff.auth import MAX_FAILURES, AgentDirectory, LockedOut, Role, hash_password, verify_password
 from handoff.queue import ClaimError, HandoffQueue, NotHolder, Resolution, State
 from handoff.records import HandoffRecord, Priority, Reason
-from handoff.tickets import TicketBook
+from handoff.tickets import TicketBook, TicketClosed
 
 pytestmark = pytest.mark.integration
 
@@ -215,6 +215,8 @@ async def test_tickets_are_left_answered_and_closed(queue: HandoffQueue) -> None
     assert [t.ticket_id for t in await book.all()] == [ticket.ticket_id]
     answered = await book.answer(ticket.ticket_id, "alice", "已补发")
     assert answered.state == "answered" and answered.reply == "已补发"
+    with pytest.raises(TicketClosed):
+        await book.answer(ticket.ticket_id, "bob", "已补发")  # a second answer sends nothing
     sent: Any = json.loads((await queue.client.lrange(queue.key("ticket-outbox"), 0, -1))[0])
     assert sent == {"to": "li@example.com", "ticket": ticket.ticket_id, "text": "已补发"}
     assert (await book.close(ticket.ticket_id, "alice")).state == "closed"
@@ -229,3 +231,11 @@ async def test_a_fresh_connection_sees_the_same_queue(queue: HandoffQueue, redis
         assert [c.record.conversation_id for c in await again.waiting()] == [f"w{i}" for i in range(5)]
     finally:
         await again.close()
+
+
+async def test_a_late_claim_is_one_breach_even_after_a_requeue(queue: HandoffQueue) -> None:
+    await admit(queue, record("late", minutes_ago=300))  # normal priority: 4 h to first response
+    await queue.claim("late", "alice")
+    await queue.requeue("late", "alice")
+    await queue.claim("late", "bob")
+    assert int(await queue.client.get(queue.key("stats", "sla_breaches"))) == 1
