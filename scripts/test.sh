@@ -23,7 +23,7 @@ echo "==> conversation tests (rasa test, zh + en)"
 .venv-rasa/bin/rasa test core --model "$MODEL" --stories tests \
   --fail-on-prediction-errors --out var/test-results/core > var/test-results/rasa-test.log 2>&1 \
   || { tail -60 var/test-results/rasa-test.log; cat var/test-results/core/failed_test_stories.yml 2>/dev/null; echo "conversation tests failed"; exit 1; }
-echo "conversation tests passed ($(grep -c '^- story' tests/test_stories*.yml | awk -F: '{s+=$2} END {print s}') stories)"
+echo "conversation tests passed ($(grep -c '^- story' tests/test_*.yml | awk -F: '{s+=$2} END {print s}') stories)"
 
 echo "==> unit, integration and browser tests"
 .venv/bin/python -m pytest -p no:cacheprovider tests --ignore=tests/unit/bot "$@"
