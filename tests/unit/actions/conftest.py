@@ -42,6 +42,40 @@ class SilentShop(SqlShopBackend):
         return await self.call(asyncio.sleep(10))
 
 
+class FakeQueue:
+    """The few queue calls the handoff actions make, in memory."""
+
+    def __init__(self, online: list[str] | None = None, state: Any = None) -> None:
+        self.online = online or []
+        self.state = state
+        self.ended: list[Any] = []
+        self.ratings: list[int] = []
+
+    async def online_agents(self) -> list[str]:
+        return self.online
+
+    async def get(self, conversation_id: str) -> Any:
+        if self.state is None:
+            return None
+        return type("C", (), {"state": self.state})()
+
+    async def end(self, conversation_id: str, state: Any, *args: Any, **kwargs: Any) -> bool:
+        self.ended.append(state)
+        return True
+
+    async def rate(self, conversation_id: str, rating: int) -> bool:
+        if not 1 <= rating <= 5:
+            raise ValueError(rating)
+        self.ratings.append(rating)
+        return True
+
+
+@pytest.fixture(autouse=True)
+def no_network_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Actions that ask who is on duty get an in-memory queue with one agent online (no Redis)."""
+    monkeypatch.setattr("actions.handoff.default_queue", lambda: FakeQueue(["agent-on-duty"]))
+
+
 @pytest.fixture
 def sealer() -> CodeSealer:
     return CodeSealer("unit-test-key")

@@ -18,6 +18,7 @@ from actions.handoff import (
 from handoff.records import HandoffRecord, Priority, Reason
 from handoff.requests import Outcome
 from tests.conftest import bot_event, make_tracker, user_event
+from tests.unit.actions.conftest import FakeQueue
 
 
 class FakeRequestLog:
@@ -108,34 +109,6 @@ async def test_second_fallback_hands_off_with_its_reason(domain: dict[str, Any])
     assert action.name() == "action_default_fallback"
     assert messages[0]["response"] == "utter_default"
     assert log.records[0].reason is Reason.SECOND_FALLBACK
-
-
-class FakeQueue:
-    """The few queue calls the handoff actions make, in memory."""
-
-    def __init__(self, online: list[str] | None = None, state: Any = None) -> None:
-        self.online = online or []
-        self.state = state
-        self.ended: list[Any] = []
-        self.ratings: list[int] = []
-
-    async def online_agents(self) -> list[str]:
-        return self.online
-
-    async def get(self, conversation_id: str) -> Any:
-        if self.state is None:
-            return None
-        return type("C", (), {"state": self.state})()
-
-    async def end(self, conversation_id: str, state: Any, *args: Any, **kwargs: Any) -> bool:
-        self.ended.append(state)
-        return True
-
-    async def rate(self, conversation_id: str, rating: int) -> bool:
-        if not 1 <= rating <= 5:
-            raise ValueError(rating)
-        self.ratings.append(rating)
-        return True
 
 
 @pytest.mark.parametrize(
