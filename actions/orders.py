@@ -73,12 +73,8 @@ def count_miss(tracker: Tracker) -> dict[str, Any]:
     return {"lookup_misses": misses}
 
 
-class OwnedOrderForm(FormValidationAction, ABC):
-    """A form that needs an order id and proof that the customer owns the order.
-
-    Subclasses name the form; the order lookup and the refund form share the
-    checks, the three-strikes rule and the failure handling.
-    """
+class ShopUser(ABC):
+    """What the self-service actions share: the shop, the handoff, and how a flow stops for a person."""
 
     backend: ShopBackend | None = None
     handoff: ActionHandoff | None = None
@@ -89,25 +85,34 @@ class OwnedOrderForm(FormValidationAction, ABC):
     def shop(self) -> ShopBackend:
         return self.backend or default_backend()
 
+    async def stop_flow(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, response: str, reason: Reason
+    ) -> list[EventType]:
+        """Apologise, hand off, end the form and forget the lookup (the next flow starts clean)."""
+        events = await fail_over(dispatcher, tracker, self.handoff or ActionHandoff(), response, reason)
+        return [*events, *reset_lookup()]
+
+
+class OwnedOrderForm(ShopUser, FormValidationAction):
+    """A form that needs an order id and proof that the customer owns the order.
+
+    Subclasses name the form; the order lookup and the refund form share the
+    checks, the three-strikes rule and the failure handling.
+    """
+
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
-        handoff = self.handoff or ActionHandoff()
         try:
             return list(await super().run(dispatcher, tracker, domain))
         except ShopUnavailable as error:
             logger.warning("conversation %s: %s failed: %s", tracker.sender_id, self.name(), error)
-            events = await fail_over(
-                dispatcher, tracker, handoff, "utter_shop_unavailable", Reason.ACTION_FAILURE
-            )
-            # forget what was extracted so the submit action after the form stays silent
-            return [*events, *reset_lookup()]
+            return await self.stop_flow(dispatcher, tracker, "utter_shop_unavailable", Reason.ACTION_FAILURE)
         except FlowHandoff as stop:
             logger.info(
                 "conversation %s: %s hands off (%s)", tracker.sender_id, self.name(), stop.reason.value
             )
-            events = await fail_over(dispatcher, tracker, handoff, stop.response, stop.reason)
-            return [*events, *reset_lookup()]
+            return await self.stop_flow(dispatcher, tracker, stop.response, stop.reason)
 
     async def validate_order_id(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
@@ -183,28 +188,16 @@ def order_summary(order: Order, domain: dict[str, Any], language: Any) -> str:
     )
 
 
-class ShopAction(Action, ABC):
+class ShopAction(ShopUser, Action):
     """The action after a self-service form: it talks to the shop, and a failing shop means a person."""
-
-    backend: ShopBackend | None = None
-    handoff: ActionHandoff | None = None
-
-    @abstractmethod
-    def name(self) -> str: ...
-
-    def shop(self) -> ShopBackend:
-        return self.backend or default_backend()
 
     async def shop_failed(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, error: ShopUnavailable
     ) -> list[EventType]:
         logger.warning("conversation %s: %s failed: %s", tracker.sender_id, self.name(), error)
-        handoff = self.handoff or ActionHandoff()
-        events = await fail_over(
-            dispatcher, tracker, handoff, "utter_shop_unavailable", Reason.ACTION_FAILURE
-        )
+        events = await self.stop_flow(dispatcher, tracker, "utter_shop_unavailable", Reason.ACTION_FAILURE)
         # the form is over already: keep the handoff's events, drop the loop's
-        return [*(e for e in events if e.get("event") != "active_loop"), *reset_lookup()]
+        return [e for e in events if e.get("event") != "active_loop"]
 
 
 class ActionShowOrder(ShopAction):

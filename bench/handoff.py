@@ -43,10 +43,9 @@ import socketio  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from websockets.client import connect as websocket_connect  # noqa: E402
 
-from common.settings import Settings  # noqa: E402
 from handoff.auth import AgentDirectory, Role  # noqa: E402
 from handoff.queue import HandoffQueue  # noqa: E402
-from scripts.stack import Stack, free_port  # noqa: E402
+from scripts.stack import Stack, private_settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 GOALS_MS = {"request_to_console": 250.0, "reply_to_customer": 150.0}
@@ -273,19 +272,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="bench-handoff-"))
-    redis_port, rasa_port, action_port, web_port = (free_port() for _ in range(4))
-    settings = Settings(
-        redis_url=f"redis://127.0.0.1:{redis_port}/0",
-        key_prefix="bench" + secrets.token_hex(3),
-        rasa_url=f"http://127.0.0.1:{rasa_port}",
-        rasa_token="bench-" + secrets.token_hex(8),
-        web_port=web_port,
-        rasa_port=rasa_port,
-        action_port=action_port,
-        local_redis_port=redis_port,
-        var_dir=var,
-        log_level="WARNING",
-    )
+    settings = private_settings(var, "bench", log_level="WARNING")
     stack = Stack(settings=settings, log_dir=var / "log", start_redis=True)
     print("starting a private stack (Redis, action server, Rasa, handoff service)...", flush=True)
     stack.start()

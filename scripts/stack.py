@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,6 +51,25 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def private_settings(var_dir: Path, tag: str, **overrides: Any) -> Settings:
+    """Settings for a throw-away stack (tests, benchmarks): free ports, its own Redis and key prefix."""
+    import secrets
+
+    redis_port, rasa_port, action_port, web_port = (free_port() for _ in range(4))
+    values: dict[str, Any] = {
+        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+        "key_prefix": tag + secrets.token_hex(4),
+        "rasa_url": f"http://127.0.0.1:{rasa_port}",
+        "rasa_token": f"{tag}-" + secrets.token_hex(8),
+        "web_port": web_port,
+        "rasa_port": rasa_port,
+        "action_port": action_port,
+        "local_redis_port": redis_port,
+        "var_dir": var_dir,
+    }
+    return Settings(**{**values, **overrides})
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:

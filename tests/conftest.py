@@ -85,24 +85,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
     Redis is a private redis-server so the outage test can stop and restart it
     without touching anyone else's data; every key carries a per-run prefix.
     """
-    import secrets
-
-    from common.settings import Settings
-    from scripts.stack import Stack, StackError, free_port
+    from scripts.stack import Stack, StackError, private_settings
 
     var = tmp_path_factory.mktemp("var")
-    redis_port, rasa_port, action_port, web_port = (free_port() for _ in range(4))
-    settings = Settings(
-        redis_url=f"redis://127.0.0.1:{redis_port}/0",
-        key_prefix="t" + secrets.token_hex(4),
-        rasa_url=f"http://127.0.0.1:{rasa_port}",
-        rasa_token="test-" + secrets.token_hex(8),
-        web_port=web_port,
-        rasa_port=rasa_port,
-        action_port=action_port,
-        local_redis_port=redis_port,
-        var_dir=var,
-    )
+    settings = private_settings(var, "t")
     running = Stack(settings=settings, log_dir=var / "log", start_redis=True, quiet=True)
     try:
         running.start()
