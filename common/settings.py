@@ -79,6 +79,16 @@ class Settings:
     var_dir: Path = field(default=PROJECT_ROOT / "var")
     log_level: str = "INFO"
     public_rasa_url: str = ""  # what browsers use to reach Rasa; "" = same host, RASA_PORT
+    # messaging channels: each stays off (its webhook answers 503) until its secrets are set
+    wechat_token: str = ""
+    wechat_app_id: str = ""
+    wechat_app_secret: str = ""
+    wechat_encoding_aes_key: str = ""
+    wechat_api_url: str = "https://api.weixin.qq.com"
+    wechat_reply_deadline: float = 4.5
+    telegram_bot_token: str = ""
+    telegram_webhook_secret: str = ""
+    telegram_api_url: str = "https://api.telegram.org"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -104,7 +114,30 @@ class Settings:
             var_dir=var_dir,
             log_level=_env("LOG_LEVEL", "INFO", extra).upper(),
             public_rasa_url=_env("PUBLIC_RASA_URL", "", extra).rstrip("/"),
+            wechat_token=_env("WECHAT_TOKEN", "", extra),
+            wechat_app_id=_env("WECHAT_APP_ID", "", extra),
+            wechat_app_secret=_env("WECHAT_APP_SECRET", "", extra),
+            wechat_encoding_aes_key=_env("WECHAT_ENCODING_AES_KEY", "", extra),
+            wechat_api_url=_env("WECHAT_API_URL", "https://api.weixin.qq.com", extra).rstrip("/"),
+            wechat_reply_deadline=float(_env("WECHAT_REPLY_DEADLINE", "4.5", extra)),
+            telegram_bot_token=_env("TELEGRAM_BOT_TOKEN", "", extra),
+            telegram_webhook_secret=_env("TELEGRAM_WEBHOOK_SECRET", "", extra),
+            telegram_api_url=_env("TELEGRAM_API_URL", "https://api.telegram.org", extra).rstrip("/"),
         )
+
+    def channel_env(self) -> dict[str, str]:
+        """The variables credentials.yml reads (all set, empty when a channel is off)."""
+        return {
+            "WECHAT_TOKEN": self.wechat_token,
+            "WECHAT_APP_ID": self.wechat_app_id,
+            "WECHAT_APP_SECRET": self.wechat_app_secret,
+            "WECHAT_ENCODING_AES_KEY": self.wechat_encoding_aes_key,
+            "WECHAT_API_URL": self.wechat_api_url,
+            "WECHAT_REPLY_DEADLINE": str(self.wechat_reply_deadline),
+            "TELEGRAM_BOT_TOKEN": self.telegram_bot_token,
+            "TELEGRAM_WEBHOOK_SECRET": self.telegram_webhook_secret,
+            "TELEGRAM_API_URL": self.telegram_api_url,
+        }
 
     @property
     def using_demo_token(self) -> bool:

@@ -27,6 +27,17 @@ logger = logging.getLogger(__name__)
 
 RASA_GROUP = "handoff"
 NOTIFY_GROUP = "notifier"
+FAILURES_GROUP = "handoff"
+# what a platform's refusal means for the agent (bot/channels/messaging.py reports them)
+FAILURE_REASONS = {
+    "45015": "the customer's 48-hour reply window on WeChat is over (they must write first)",
+    "45047": "WeChat's limit of replies since the customer's last message is reached",
+    "40001": "WeChat rejected the access token (check WECHAT_APP_ID/WECHAT_APP_SECRET)",
+    "42001": "WeChat's access token expired and could not be renewed",
+    "403": "the customer blocked the Telegram bot",
+    "not_configured": "the channel has no API credentials",
+    "unreachable": "the platform's API could not be reached",
+}
 # queue events that move people in the line
 MOVES = {"admitted", "claimed", "requeued", "cancelled", "closed", "handed_back"}
 # channels that show every change at once; the others hear about meaningful ones only
@@ -71,6 +82,15 @@ def customer_line(event: dict[str, Any]) -> tuple[str, str, str | None] | None:
     metadata = event.get("metadata") or {}
     text = str(event.get("text") or "")
     if kind == "user":
+        attachment = metadata.get("attachment")
+        if isinstance(attachment, dict):
+            # a photo, voice note, ... from WeChat/Telegram: what it is and where to find it
+            described = " ".join(
+                str(attachment[k])
+                for k in ("url", "label", "title", "link", "file", "caption")
+                if attachment.get(k)
+            )
+            return "customer", f"[{attachment.get('type') or 'attachment'}] {described}".rstrip(), None
         # a click shows its intent: the title in the metadata is whatever the client claims
         if text.startswith("/"):
             intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name") or text
@@ -80,6 +100,16 @@ def customer_line(event: dict[str, Any]) -> tuple[str, str, str | None] | None:
         agent = metadata.get("agent")
         return ("agent", text, str(agent)) if agent else ("bot", text, None)
     return None
+
+
+def failure_line(failure: dict[str, Any]) -> str:
+    """What the agent reads when a platform refused a message."""
+    code = str(failure.get("code") or "error")
+    reason = FAILURE_REASONS.get(code) or f"{code} {failure.get('detail') or ''}".strip()
+    channel = str(failure.get("channel") or "the channel")
+    preview = str(failure.get("text") or "")
+    quoted = f': "{preview}"' if preview else ""
+    return f"Not delivered on {channel} - {reason}{quoted}"
 
 
 @dataclass
@@ -99,6 +129,7 @@ class Workers:
             self._forever(self.ingest_once, "ingest"),
             self._forever(self.follow_once, "follow"),
             self._forever(self.notify_once, "notify"),
+            self._forever(self.failures_once, "failures"),
             self._forever(self.recover_once, "recover", pause=self.orphan_check_seconds),
         )
 
@@ -152,6 +183,28 @@ class Workers:
             return False
         created = datetime.fromisoformat(conversation.record.created).timestamp()
         return float(event.get("timestamp") or 0) > created
+
+    # -- refused deliveries -> the agent is told -------------------------------------
+    @property
+    def failures_stream(self) -> str:
+        return f"{self.queue.prefix}:channel:failures"
+
+    async def failures_once(self) -> None:
+        client = self.queue.client
+        await ensure_group(client, self.failures_stream, FAILURES_GROUP)
+        read = await client.xreadgroup(
+            FAILURES_GROUP, self.consumer, {self.failures_stream: ">"}, count=100, block=1000
+        )
+        for _, entries in read or []:
+            for entry_id, fields in entries:
+                try:
+                    failure = json.loads(fields["failure"])
+                    conversation_id = str(failure["conversation_id"])
+                    if await self.queue.in_handoff(conversation_id):
+                        await self.queue.add_line(conversation_id, "system", failure_line(failure))
+                except (KeyError, ValueError, TypeError) as error:
+                    logger.error("skipping an unreadable delivery failure %s: %s", entry_id, error)
+                await client.xack(self.failures_stream, FAILURES_GROUP, entry_id)
 
     # -- queue moves -> customers told their position ---------------------------------
     async def notify_once(self) -> None:

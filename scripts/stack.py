@@ -142,6 +142,7 @@ class Stack:
                 "MAX_MESSAGE_CHARS": str(self.settings.max_message_chars),
                 "PUBLIC_RASA_URL": self.settings.public_rasa_url,
                 "LOG_LEVEL": self.settings.log_level,
+                **self.settings.channel_env(),
             }
         )
         return env
@@ -425,6 +426,12 @@ def run() -> int:
     print(f"  agent console       http://127.0.0.1:{s.web_port}/console  {stack.demo_agent()}")
     print(f"  Rasa server         http://127.0.0.1:{s.rasa_port}/  (REST: /webhooks/rest/webhook)")
     print(f"  action server       http://127.0.0.1:{s.action_port}/health")
+    wechat = "on" if s.wechat_token else "off (set WECHAT_TOKEN, see README)"
+    telegram = (
+        "on" if s.telegram_bot_token and s.telegram_webhook_secret else "off (set TELEGRAM_*, see README)"
+    )
+    print(f"  WeChat webhook      http://127.0.0.1:{s.rasa_port}/webhooks/wechat/webhook  {wechat}")
+    print(f"  Telegram webhook    http://127.0.0.1:{s.rasa_port}/webhooks/telegram/webhook  {telegram}")
     print(f"  Redis               {s.redis_url}{'  (started here, AOF in var/redis)' if start_redis else ''}")
     print(f"  logs                {stack.log_dir}/")
     print("Press Ctrl-C to stop everything.", flush=True)

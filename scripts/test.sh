@@ -16,8 +16,8 @@ echo "==> rasa data validate"
 .venv-rasa/bin/rasa data validate --domain domain.yml --data data > var/test-results/validate.log 2>&1 \
   || { cat var/test-results/validate.log; echo "rasa data validate failed"; exit 1; }
 
-echo "==> unit tests of the Rasa-side code (bot/)"
-.venv-rasa/bin/python -m pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning tests/unit/bot
+echo "==> tests of the Rasa-side code (bot/): unit, and the channels against Redis and local WeChat/Telegram APIs"
+.venv-rasa/bin/python -m pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning tests/unit/bot tests/integration/bot
 
 echo "==> conversation tests (rasa test, zh + en)"
 .venv-rasa/bin/rasa test core --model "$MODEL" --stories tests \
@@ -26,4 +26,4 @@ echo "==> conversation tests (rasa test, zh + en)"
 echo "conversation tests passed ($(grep -c '^- story' tests/test_*.yml | awk -F: '{s+=$2} END {print s}') stories)"
 
 echo "==> unit, integration and browser tests"
-.venv/bin/python -m pytest -p no:cacheprovider tests --ignore=tests/unit/bot "$@"
+.venv/bin/python -m pytest -p no:cacheprovider tests --ignore=tests/unit/bot --ignore=tests/integration/bot "$@"

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from rasa_sdk import Tracker
 
+from tests.fake_platforms import WECHAT_AES_APP_ID, WECHAT_AES_KEY, WECHAT_AES_TOKEN
+
 DOMAIN_RESPONSES: dict[str, Any] | None = None
 
 
@@ -78,17 +80,51 @@ def domain() -> dict[str, Any]:
 # -- the real stack (integration and browser tests) ---------------------------
 
 
+# The stack's WeChat account uses the credentials of wechatpy's AES test vector, so a
+# known encrypted message from WeChat's reference implementation can be posted to it.
+WECHAT_TEST_TOKEN = WECHAT_AES_TOKEN
+WECHAT_TEST_AES_KEY = WECHAT_AES_KEY
+WECHAT_TEST_APP_ID = WECHAT_AES_APP_ID
+WECHAT_TEST_APP_SECRET = "wx-test-secret"
+TELEGRAM_TEST_TOKEN = "123456:TEST-bot-token"
+TELEGRAM_TEST_SECRET = "test_webhook_secret-42"
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def platforms() -> Any:
+    """Local servers speaking WeChat's and Telegram's APIs, which the stack's channels call."""
+    from tests.fake_platforms import FakeTelegramApi, FakeWeChatApi
+
+    wechat = FakeWeChatApi(WECHAT_TEST_APP_ID, WECHAT_TEST_APP_SECRET).start()
+    telegram = FakeTelegramApi(TELEGRAM_TEST_TOKEN).start()
+    yield {"wechat": wechat, "telegram": telegram}
+    wechat.stop()
+    telegram.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, platforms: Any) -> Any:
     """Redis (private redis-server, AOF), action server, Rasa and web service on free ports.
 
     Redis is a private redis-server so the outage test can stop and restart it
     without touching anyone else's data; every key carries a per-run prefix.
+    The WeChat and Telegram channels are on and talk to the ``platforms`` servers.
     """
     from scripts.stack import Stack, StackError, private_settings
 
     var = tmp_path_factory.mktemp("var")
-    settings = private_settings(var, "t")
+    settings = private_settings(
+        var,
+        "t",
+        wechat_token=WECHAT_TEST_TOKEN,
+        wechat_app_id=WECHAT_TEST_APP_ID,
+        wechat_app_secret=WECHAT_TEST_APP_SECRET,
+        wechat_encoding_aes_key=WECHAT_TEST_AES_KEY,
+        wechat_api_url=platforms["wechat"].url,
+        telegram_bot_token=TELEGRAM_TEST_TOKEN,
+        telegram_webhook_secret=TELEGRAM_TEST_SECRET,
+        telegram_api_url=platforms["telegram"].url,
+    )
     running = Stack(settings=settings, log_dir=var / "log", start_redis=True, quiet=True)
     try:
         running.start()

@@ -28,16 +28,14 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.guard import inspect_message, valid_sender_id
+from bot.channels.messaging import error_response
 from bot.channels.outbox import RedisOutbox, drain, restore
 from common.masking import default_sealer
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-
-
-def _error(status: int, code: str, message: str) -> HTTPResponse:
-    return response.json({"error": code, "message": message}, status=status)
+INVALID_SENDER = "'sender' must be 1-128 characters of A-Z a-z 0-9 _ . : @ -"
 
 
 class RestChannel(InputChannel):
@@ -59,24 +57,24 @@ class RestChannel(InputChannel):
     def _parse(self, request: Request) -> Dict[Text, Any] | HTTPResponse:
         body = request.body or b""
         if len(body) > MAX_BODY_BYTES:
-            return _error(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
+            return error_response(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
         try:
             payload = json.loads(body.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
-            return _error(400, "invalid_json", "request body must be a JSON object")
+            return error_response(400, "invalid_json", "request body must be a JSON object")
         if not isinstance(payload, dict):
-            return _error(400, "invalid_json", "request body must be a JSON object")
+            return error_response(400, "invalid_json", "request body must be a JSON object")
         sender = payload.get("sender")
         if sender is None:
-            return _error(400, "missing_sender", "'sender' is required: one id per customer")
+            return error_response(400, "missing_sender", "'sender' is required: one id per customer")
         if not valid_sender_id(sender):
-            return _error(400, "invalid_sender", "'sender' must be 1-128 characters of A-Z a-z 0-9 _ . : @ -")
+            return error_response(400, "invalid_sender", INVALID_SENDER)
         message = payload.get("message")
         if message is not None and not isinstance(message, str):
-            return _error(400, "invalid_message", "'message' must be a string")
+            return error_response(400, "invalid_message", "'message' must be a string")
         metadata = payload.get("metadata")
         if metadata is not None and not isinstance(metadata, dict):
-            return _error(400, "invalid_metadata", "'metadata' must be an object")
+            return error_response(400, "invalid_metadata", "'metadata' must be an object")
         return payload
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
@@ -117,20 +115,18 @@ class RestChannel(InputChannel):
             except CancelledError:
                 logger.error("conversation %s: message timed out", sender_id)
                 await restore(sender_id, earlier)
-                return _error(503, "timeout", "the assistant did not answer in time, please retry")
+                return error_response(503, "timeout", "the assistant did not answer in time, please retry")
             except Exception:
                 logger.exception("conversation %s: message processing failed", sender_id)
                 await restore(sender_id, earlier)
-                return _error(503, "unavailable", "the assistant is unavailable, please retry")
+                return error_response(503, "unavailable", "the assistant is unavailable, please retry")
             return response.json([*earlier, *collector.messages])
 
         @webhook.route("/messages", methods=["GET"])
         async def pending(request: Request) -> HTTPResponse:
             sender = request.args.get("sender")
             if not valid_sender_id(sender):
-                return _error(
-                    400, "invalid_sender", "'sender' must be 1-128 characters of A-Z a-z 0-9 _ . : @ -"
-                )
+                return error_response(400, "invalid_sender", INVALID_SENDER)
             return response.json(await drain(str(sender)))
 
         return webhook
