@@ -9,7 +9,7 @@ from rasa_sdk import Tracker
 
 from common.language import Language, normalise_language
 from common.masking import mask_card_codes
-from handoff.records import TranscriptLine
+from handoff.records import TranscriptLine, attachment_text
 
 
 def customer_language(tracker: Tracker) -> Language:
@@ -49,8 +49,11 @@ def transcript(tracker: Tracker) -> list[TranscriptLine]:
             continue
         text = event.get("text") or ""
         if kind == "user":
-            rejected = (event.get("metadata") or {}).get("rejected_message")
-            if rejected:
+            metadata = event.get("metadata") or {}
+            rejected = metadata.get("rejected_message")
+            if attachment_text(metadata):
+                text = str(attachment_text(metadata))
+            elif rejected:
                 text = (
                     f"[{rejected.get('reason')}, {rejected.get('chars')} chars] {rejected.get('preview', '')}"
                 )

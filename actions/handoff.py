@@ -90,6 +90,13 @@ def default_tickets() -> TicketBook:
     return _tickets
 
 
+# intents that say nothing about the problem (an empty message or a photo included)
+NOT_A_TOPIC = frozenset(
+    {"affirm", "deny", "ask_human", "nlu_fallback", "thanks", "greet", "inform"}
+    | {"empty_message", "message_too_long"}
+)
+
+
 def _topic_intent(tracker: Tracker) -> str:
     """The last intent that says what the problem is (not yes/no/please-a-human)."""
     for event in reversed(tracker.events):
@@ -99,7 +106,7 @@ def _topic_intent(tracker: Tracker) -> str:
         # answers to a form's questions (an order id, "8000") say nothing about the topic
         if not _WORDS.search(str(event.get("text") or "")):
             continue
-        if name and name not in ("affirm", "deny", "ask_human", "nlu_fallback", "thanks", "greet", "inform"):
+        if name and name not in NOT_A_TOPIC:
             return str(name)
     return "none"
 

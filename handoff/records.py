@@ -77,6 +77,18 @@ class TranscriptLine:
     time: str  # ISO 8601, UTC
 
 
+ATTACHMENT_DETAILS = ("url", "label", "title", "link", "file", "caption")
+
+
+def attachment_text(metadata: dict[str, Any]) -> str | None:
+    """How a photo, voice note, ... from WeChat/Telegram reads in a transcript: "[image] <url>"."""
+    attachment = metadata.get("attachment")
+    if not isinstance(attachment, dict):
+        return None
+    described = " ".join(str(attachment[k]) for k in ATTACHMENT_DETAILS if attachment.get(k))
+    return f"[{attachment.get('type') or 'attachment'}] {described}".rstrip()
+
+
 @dataclass(frozen=True)
 class HandoffRecord:
     conversation_id: str

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from handoff.queue import Conversation, HandoffQueue, State
 from handoff.rasa_api import CustomerTexts, RasaApi, RasaUnavailable
+from handoff.records import attachment_text
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +83,10 @@ def customer_line(event: dict[str, Any]) -> tuple[str, str, str | None] | None:
     metadata = event.get("metadata") or {}
     text = str(event.get("text") or "")
     if kind == "user":
-        attachment = metadata.get("attachment")
-        if isinstance(attachment, dict):
-            # a photo, voice note, ... from WeChat/Telegram: what it is and where to find it
-            described = " ".join(
-                str(attachment[k])
-                for k in ("url", "label", "title", "link", "file", "caption")
-                if attachment.get(k)
-            )
-            return "customer", f"[{attachment.get('type') or 'attachment'}] {described}".rstrip(), None
+        # a photo, voice note, ... from WeChat/Telegram: what it is and where to find it
+        described = attachment_text(metadata)
+        if described:
+            return "customer", described, None
         # a click shows its intent: the title in the metadata is whatever the client claims
         if text.startswith("/"):
             intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name") or text
@@ -191,20 +187,31 @@ class Workers:
 
     async def failures_once(self) -> None:
         client = self.queue.client
-        await ensure_group(client, self.failures_stream, FAILURES_GROUP)
-        read = await client.xreadgroup(
-            FAILURES_GROUP, self.consumer, {self.failures_stream: ">"}, count=100, block=1000
+        # from the start of the stream: failures reported before this service first ran count too
+        await ensure_group(client, self.failures_stream, FAILURES_GROUP, start="0")
+        # entries a crashed replica had read but not acted on
+        _, entries, _ = await client.xautoclaim(
+            self.failures_stream,
+            FAILURES_GROUP,
+            self.consumer,
+            min_idle_time=30_000,
+            start_id="0-0",
+            count=100,
         )
-        for _, entries in read or []:
-            for entry_id, fields in entries:
-                try:
-                    failure = json.loads(fields["failure"])
-                    conversation_id = str(failure["conversation_id"])
-                    if await self.queue.in_handoff(conversation_id):
-                        await self.queue.add_line(conversation_id, "system", failure_line(failure))
-                except (KeyError, ValueError, TypeError) as error:
-                    logger.error("skipping an unreadable delivery failure %s: %s", entry_id, error)
-                await client.xack(self.failures_stream, FAILURES_GROUP, entry_id)
+        if not entries:
+            read = await client.xreadgroup(
+                FAILURES_GROUP, self.consumer, {self.failures_stream: ">"}, count=100, block=1000
+            )
+            entries = [e for _, stream_entries in read or [] for e in stream_entries]
+        for entry_id, fields in entries:
+            try:
+                failure = json.loads(fields["failure"])
+                conversation_id = str(failure["conversation_id"])
+                if await self.queue.in_handoff(conversation_id):
+                    await self.queue.add_line(conversation_id, "system", failure_line(failure))
+            except (KeyError, ValueError, TypeError) as error:
+                logger.error("skipping an unreadable delivery failure %s: %s", entry_id, error)
+            await client.xack(self.failures_stream, FAILURES_GROUP, entry_id)
 
     # -- queue moves -> customers told their position ---------------------------------
     async def notify_once(self) -> None:

@@ -27,6 +27,10 @@ from common.masking import SEALED_CODES_KEY, CodeSealer, mask_card_codes
 EMPTY_MESSAGE_INTENT = "empty_message"
 TOO_LONG_INTENT = "message_too_long"
 PREVIEW_CHARS = 280
+# metadata only the channels themselves set: a web client claiming them would fool the agent
+# (an "attachment" shown in the console) or replay sealed card codes
+ATTACHMENT_KEY = "attachment"
+RESERVED_METADATA = frozenset({SEALED_CODES_KEY, ATTACHMENT_KEY})
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,10 @@ def inspect_message(
 
     ``text`` may be anything a client sent (None, a number, a huge string).
     ``client_metadata`` is what the client attached; a client cannot supply
-    sealed codes of its own (they would be replays at best).
+    sealed codes (they would be replays at best) or an attachment of its own.
     """
     inspected = _inspect(text, max_chars)
-    metadata = {k: v for k, v in (client_metadata or {}).items() if k != SEALED_CODES_KEY}
+    metadata = {k: v for k, v in (client_metadata or {}).items() if k not in RESERVED_METADATA}
     metadata.update(inspected.metadata)
     if inspected.rejected:
         return InspectedMessage(inspected.text, metadata, inspected.rejected)

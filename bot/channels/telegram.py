@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Text
 
 import aiohttp
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
@@ -225,6 +225,7 @@ class TelegramChannel(InputChannel):
         self.api = BotApi(api_url, bot_token) if bot_token else None
         self.callbacks = CallbackPayloads()
         self.dedupe = Deduper(CHANNEL)
+        self._background: Set["asyncio.Future[Any]"] = set()
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
@@ -283,16 +284,33 @@ class TelegramChannel(InputChannel):
             if not await self.dedupe.claim(token):
                 logger.info("conversation %s: Telegram retry of update %s ignored", turn.sender_id, token)
                 return response.json({"ok": True, "duplicate": True})
+            # the turn runs on even if this request is cut off (a long 429 wait, Telegram giving up):
+            # half a turn is worse than a late one, and its failure must free the update_id
+            task = asyncio.create_task(self._run(turn, on_new_message))
+            self._keep(task, token)
             try:
-                await self._run(turn, on_new_message)
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 logger.exception("conversation %s: update %s failed", turn.sender_id, token)
-                await self.dedupe.release(token)
                 # not 2xx: Telegram delivers the update again
                 return error_response(503, "unavailable", "the assistant is unavailable, please retry")
             return response.json({"ok": True})
 
         return webhook
+
+    def _keep(self, task: "asyncio.Task[Any]", token: str) -> None:
+        self._background.add(task)
+
+        def finished(done: "asyncio.Task[Any]") -> None:
+            self._background.discard(done)
+            if done.cancelled() or done.exception() is not None:
+                release = asyncio.ensure_future(self.dedupe.release(token))
+                self._background.add(release)
+                release.add_done_callback(self._background.discard)
+
+        task.add_done_callback(finished)
 
     async def _run(self, turn: "Turn", on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
         metadata: Dict[str, Any] = {"telegram": {"chat_id": turn.chat_id, "update": turn.kind}}
@@ -311,6 +329,12 @@ class TelegramChannel(InputChannel):
             # callback_data is whatever the client sends: the same checks as typed text
             inspected = inspect_message(payload, self.max_message_chars, default_sealer(), metadata)
             text, metadata = inspected.text, dict(inspected.metadata)
+        elif turn.attachment and turn.attachment.get("caption"):
+            # a photo with words: the words are the question, the agent sees both
+            inspected = inspect_message(
+                turn.attachment["caption"], self.max_message_chars, default_sealer(), metadata
+            )
+            text, metadata = inspected.text, {**inspected.metadata, "attachment": turn.attachment}
         elif turn.attachment:
             metadata["attachment"] = turn.attachment
             text = non_text_payload(turn.language)

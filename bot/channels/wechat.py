@@ -75,6 +75,9 @@ DEFAULT_API_URL = "https://api.weixin.qq.com"
 # errcodes after which a fresh access_token may help
 TOKEN_ERRORS = {40001, 40014, 42001}
 CHOICES_TTL_SECONDS = 24 * 3600
+# how long one process may hold the token refresh; the token call itself times out sooner
+LOCK_MS = 10_000
+TOKEN_TIMEOUT = aiohttp.ClientTimeout(total=5)
 _OPENID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _RATING = re.compile(r'/rate\{"rating":\s*"?([1-5])"?\}')
 _CHOICE = re.compile(r"\s*([1-9][0-9]?)\s*[.。、]?\s*")
@@ -120,7 +123,9 @@ return 0
 class AccessTokens:
     """access_token in Redis, refreshed by one process at a time."""
 
-    def __init__(self, api_url: str, app_id: str, app_secret: str, wait_seconds: float = 5.0) -> None:
+    def __init__(
+        self, api_url: str, app_id: str, app_secret: str, wait_seconds: float = LOCK_MS / 1000 + 2
+    ) -> None:
         self.api_url = api_url
         self.app_id = app_id
         self.app_secret = app_secret
@@ -138,8 +143,12 @@ class AccessTokens:
             cached = await client.get(self.key)
             if cached:
                 return cached.decode() if isinstance(cached, bytes) else str(cached)
-            if await client.set(self.key + ":refreshing", owner, nx=True, px=10_000):
+            if await client.set(self.key + ":refreshing", owner, nx=True, px=LOCK_MS):
                 try:
+                    # another process may have finished a refresh between our GET and our SET
+                    cached = await client.get(self.key)
+                    if cached:
+                        return cached.decode() if isinstance(cached, bytes) else str(cached)
                     token, expires_in = await self._fetch()
                     # refresh a little early; WeChat keeps the old token valid 5 minutes after a refresh
                     await client.set(self.key, token, ex=max(60, expires_in - 300))
@@ -158,7 +167,9 @@ class AccessTokens:
     async def _fetch(self) -> Tuple[str, int]:
         params = {"grant_type": "client_credential", "appid": self.app_id, "secret": self.app_secret}
         try:
-            async with http_session().get(f"{self.api_url}/cgi-bin/token", params=params) as reply:
+            async with http_session().get(
+                f"{self.api_url}/cgi-bin/token", params=params, timeout=TOKEN_TIMEOUT
+            ) as reply:
                 body = await reply.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
             raise WeChatApiError("unreachable", f"token endpoint: {error}") from error
@@ -212,9 +223,9 @@ class WeChatApi:
         """The language the customer's WeChat is set to (user/info), None when unknown."""
         try:
             body = await asyncio.wait_for(
-                self._call("GET", "/cgi-bin/user/info", None, openid=openid, lang="zh_CN"), timeout=1.5
+                self._call("GET", "/cgi-bin/user/info", None, openid=openid, lang="zh_CN"), timeout=1.0
             )
-        except (WeChatApiError, asyncio.TimeoutError) as error:
+        except Exception as error:  # noqa: BLE001 - only a hint: API refusal, timeout, Redis away
             logger.info("wechat: no language for a new follower: %s", error)
             return None
         value = body.get("language") if isinstance(body, dict) else None
@@ -234,6 +245,9 @@ class ChoiceMemory:
         await redis_client().set(
             self.key(sender_id), json.dumps(payloads, ensure_ascii=False), ex=CHOICES_TTL_SECONDS
         )
+
+    async def forget(self, sender_id: str) -> None:
+        await redis_client().delete(self.key(sender_id))
 
     async def resolve(self, sender_id: str, text: str) -> Optional[str]:
         """The payload a bare digit picks; any other message makes earlier choices stale."""
@@ -294,8 +308,8 @@ class WeChatOutput(OutputChannel):
 
     async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
         parts, payloads = render_message(message)
-        if payloads:
-            await self._remember(recipient_id, payloads)
+        # an agent line or a queue notice without buttons: a digit typed now answers that, not an old menu
+        await self._remember(recipient_id, payloads)
         await self.deliver(recipient_id, parts)
 
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
@@ -303,7 +317,10 @@ class WeChatOutput(OutputChannel):
 
     async def _remember(self, recipient_id: str, payloads: List[str]) -> None:
         try:
-            await self.choices.remember(recipient_id, payloads)
+            if payloads:
+                await self.choices.remember(recipient_id, payloads)
+            else:
+                await self.choices.forget(recipient_id)
         except Exception as error:  # noqa: BLE001 - the numbers still read as text
             logger.warning("conversation %s: choices not remembered: %s", recipient_id, error)
 
@@ -405,7 +422,7 @@ def parse_inbound(xml: str) -> Inbound:
 
     msg_id = text("MsgId")
     if kind == "event":
-        token = f"evt:{openid}:{create_time}"
+        token = f"evt:{openid}:{create_time}:{text('Event').lower()}"
     elif msg_id.isdigit():
         token = f"msg:{msg_id}"
     else:
@@ -461,8 +478,15 @@ class WeChatInput(InputChannel):
         api_url: str = DEFAULT_API_URL,
         reply_deadline: float = 4.5,
         max_message_chars: int = 2000,
+        max_clock_skew: int = 300,
     ) -> None:
         self.token = token
+        self.max_skew = max_clock_skew
+        self.nonces = Deduper("wechat:nonce")
+        if encoding_aes_key and len(encoding_aes_key) != 43:
+            logger.error(
+                "WECHAT_ENCODING_AES_KEY must be the 43 characters WeChat shows; safe mode will fail"
+            )
         self.app_id = app_id
         self.encoding_aes_key = encoding_aes_key
         self.reply_deadline = reply_deadline
@@ -489,10 +513,18 @@ class WeChatInput(InputChannel):
             api_url=value("api_url", "WECHAT_API_URL", DEFAULT_API_URL),
             reply_deadline=float(value("reply_deadline", "WECHAT_REPLY_DEADLINE", "4.5")),
             max_message_chars=int(value("max_message_chars", "MAX_MESSAGE_CHARS", "2000")),
+            max_clock_skew=int(value("max_clock_skew", "WECHAT_MAX_CLOCK_SKEW", "300")),
         )
 
     def get_output_channel(self) -> Optional[OutputChannel]:
         return WeChatOutput(self.api, self.choices)
+
+    def _fresh(self, request: Request) -> bool:
+        """WeChat's timestamp is within ``max_skew`` seconds of ours (0 turns the check off)."""
+        if self.max_skew <= 0:
+            return True
+        timestamp = str(request.args.get("timestamp") or "")
+        return timestamp.isdigit() and abs(time.time() - int(timestamp)) <= self.max_skew
 
     # -- checks ---------------------------------------------------------------------
     def _signature_ok(self, request: Request) -> bool:
@@ -534,6 +566,7 @@ class WeChatInput(InputChannel):
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
+            received = time.monotonic()
             if not self.token:
                 return error_response(503, "not_configured", "set WECHAT_TOKEN to enable the WeChat channel")
             body = request.body or b""
@@ -542,19 +575,31 @@ class WeChatInput(InputChannel):
             if not self._signature_ok(request):
                 logger.warning("wechat: message with a wrong signature from %s", request.ip)
                 return error_response(403, "invalid_signature", "signature does not match the token")
+            if not self._fresh(request):
+                logger.warning("wechat: message with a stale timestamp from %s", request.ip)
+                return error_response(403, "stale_timestamp", f"timestamp more than {self.max_skew} s off")
             encrypted = request.args.get("encrypt_type") == "aes"
+            if self.encoding_aes_key and not encrypted:
+                # the plain signature does not cover the body: with a key set, only sealed bodies count
+                logger.warning("wechat: plain message although safe mode is configured, from %s", request.ip)
+                return error_response(403, "encryption_required", "safe mode: encrypt_type=aes expected")
             try:
                 xml = self._decrypt(request, body) if encrypted else body.decode("utf-8")
             except PermissionError as error:
                 logger.warning("wechat: %s", error)
                 return error_response(403, "invalid_signature", str(error))
             except (ValueError, UnicodeDecodeError) as error:
+                logger.warning("wechat: unreadable message from %s: %s", request.ip, error)
                 return error_response(400, "malformed", f"cannot read the message: {error}")
             try:
                 inbound = parse_inbound(xml)
             except MalformedMessage as error:
+                logger.warning("wechat: malformed message from %s: %s", request.ip, error)
                 return error_response(400, "malformed", str(error))
-            reply = await self.handle(inbound, on_new_message)
+            if not await self.nonces.claim(f"{request.args.get('timestamp')}:{request.args.get('nonce')}"):
+                # the same signed request again: WeChat's retry, or a replay; answered, not processed
+                return response.text("success")
+            reply = await self.handle(inbound, on_new_message, received)
             if reply is None:
                 return response.text("success")
             return response.text(
@@ -594,35 +639,52 @@ class WeChatInput(InputChannel):
 
     # -- one pushed message ------------------------------------------------------------
     async def handle(
-        self, inbound: Inbound, on_new_message: Callable[[UserMessage], Awaitable[Any]]
+        self,
+        inbound: Inbound,
+        on_new_message: Callable[[UserMessage], Awaitable[Any]],
+        received: Optional[float] = None,
     ) -> Optional[str]:
-        """Run the turn; the passive reply text, or None for "success" (nothing, or sent by API)."""
+        """Run the turn; the passive reply text, or None for "success" (nothing, or sent by API).
+
+        ``received`` is when the request arrived (time.monotonic): WeChat's five
+        seconds count from there, not from when the turn starts.
+        """
+        received = time.monotonic() if received is None else received
         sender_id = sender_id_for(inbound.openid)
+        if inbound.kind == "event" and not inbound.event.startswith("subscribe"):
+            logger.info("conversation %s: WeChat event %r needs no answer", sender_id, inbound.event)
+            return None
         if not await self.dedupe.claim(inbound.dedupe_token):
             logger.info("conversation %s: WeChat retry of %s ignored", sender_id, inbound.dedupe_token)
             return None
-        turn = await self._to_rasa(inbound, sender_id)
-        if turn is None:
-            return None
-        text, metadata = turn
+        try:
+            text, metadata = await self._to_rasa(inbound, sender_id)
+        except Exception:
+            await self.dedupe.release(inbound.dedupe_token)
+            raise
+        language = normalise_language(metadata.get("language_hint"), "zh")
         output = TurnOutput(self.api, self.choices)
         task = asyncio.create_task(
             on_new_message(
                 UserMessage(text, output, sender_id, input_channel=CHANNEL, metadata=metadata or None)
             )
         )
-        done, _ = await asyncio.wait({task}, timeout=self.reply_deadline)
-        language = normalise_language(metadata.get("language_hint"), "zh")
+        remaining = max(0.0, received + self.reply_deadline - time.monotonic())
+        try:
+            done, _ = await asyncio.wait({task}, timeout=remaining)
+        except asyncio.CancelledError:
+            # WeChat hung up before we answered: what the turn says goes through the API
+            self._keep(asyncio.create_task(self._finish_late(task, output, sender_id, inbound, language)))
+            raise
         if task not in done:
             logger.info(
                 "conversation %s: turn over %.1f s, replying through the API", sender_id, self.reply_deadline
             )
-            await output.switch_to_api(sender_id)
             self._keep(asyncio.create_task(self._finish_late(task, output, sender_id, inbound, language)))
             return None
         if task.exception() is not None:
             logger.error("conversation %s: message processing failed: %r", sender_id, task.exception())
-            # let WeChat's retry (or the customer) try again
+            # the apology asks the customer to send it again; the same MsgId must then count
             await self.dedupe.release(inbound.dedupe_token)
             return APOLOGY[language]
         parts = output.parts
@@ -637,6 +699,8 @@ class WeChatInput(InputChannel):
     async def _finish_late(
         self, task: asyncio.Task[Any], output: TurnOutput, sender_id: str, inbound: Inbound, language: str
     ) -> None:
+        """After "success": collected and later messages through the API; a failure is apologised for."""
+        await output.switch_to_api(sender_id)
         try:
             await task
         except Exception as error:  # noqa: BLE001 - "success" was sent: tell the customer here
@@ -648,13 +712,11 @@ class WeChatInput(InputChannel):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _to_rasa(self, inbound: Inbound, sender_id: str) -> Optional[Tuple[str, Dict[str, Any]]]:
-        """The text and metadata Rasa gets for a push; None for pushes that need no turn."""
+    async def _to_rasa(self, inbound: Inbound, sender_id: str) -> Tuple[str, Dict[str, Any]]:
+        """The text and metadata Rasa gets for a push (a message or a new follower)."""
         metadata: Dict[str, Any] = {"wechat": {"account": inbound.account, "kind": inbound.kind}}
         if inbound.kind == "event":
-            if inbound.event != "subscribe":
-                logger.info("conversation %s: WeChat event %r needs no answer", sender_id, inbound.event)
-                return None
+            # subscribe, or subscribe_scan after a QR code (wechatpy renames those)
             language = await self.languages.recall(sender_id)
             if language is None and self.api is not None:
                 language = await self.api.user_language(inbound.openid)

@@ -63,9 +63,24 @@ def text_xml(openid: str, content: str, msg_id: int | None = None) -> str:
     )
 
 
+def seal(body: str, timestamp: str, nonce: str) -> tuple[str, str]:
+    """(encrypted envelope, msg_signature) as WeChat's server makes them in safe mode."""
+    import xmltodict
+
+    envelope = CRYPTO().encrypt_message(body, nonce, timestamp)
+    return envelope, str(xmltodict.parse(envelope)["xml"]["MsgSignature"])
+
+
+def CRYPTO() -> Any:
+    from wechatpy.crypto import WeChatCrypto
+
+    return WeChatCrypto(WECHAT_TEST_TOKEN, WECHAT_TEST_AES_KEY, WECHAT_TEST_APP_ID)
+
+
 def wechat_post(
-    stack: Stack, body: str | bytes, signature: str | None = None, **params: str
+    stack: Stack, body: str | bytes, signature: str | None = None, encrypt: bool = True, **params: str
 ) -> httpx.Response:
+    """POST as WeChat does; the stack's account is in safe mode, so bodies are sealed unless told not to."""
     timestamp, nonce = str(int(time.time())), secrets.token_hex(4)
     query = {
         "signature": signature or wechat_signature(timestamp, nonce),
@@ -73,18 +88,28 @@ def wechat_post(
         "nonce": nonce,
         **params,
     }
-    content = body.encode() if isinstance(body, str) else body
+    text = body if isinstance(body, str) else body.decode("utf-8", "replace")
+    if encrypt:
+        text, msg_signature = seal(text, timestamp, nonce)
+        query.update({"encrypt_type": "aes", "msg_signature": msg_signature})
+        content = text.encode()
+    else:
+        content = body.encode() if isinstance(body, str) else body
     return httpx.post(wechat_url(stack), params=query, content=content, timeout=30)
 
 
 def passive_text(reply: httpx.Response) -> str | None:
-    """The content of a passive reply, None for "success"."""
+    """The content of a (sealed) passive reply, None for "success"."""
     assert reply.status_code == 200, reply.text
     if reply.text == "success":
         return None
     import xmltodict
 
-    return str(xmltodict.parse(reply.text)["xml"]["Content"])
+    envelope = xmltodict.parse(reply.text)["xml"]
+    plain = CRYPTO().decrypt_message(
+        reply.text, envelope["MsgSignature"], envelope["TimeStamp"], envelope["Nonce"]
+    )
+    return str(xmltodict.parse(plain)["xml"]["Content"])
 
 
 def wechat_says(stack: Stack, openid: str, content: str) -> str | None:
@@ -230,9 +255,14 @@ def test_the_same_wechat_message_posted_three_times_is_one_turn_and_one_reply(
     assert wechat.sent(openid) == []  # and nothing more through the API
 
 
-def test_aes_safe_mode_round_trip_with_wechats_test_vector(stack: Stack) -> None:
-    from wechatpy.crypto import WeChatCrypto
-
+def test_safe_mode_round_trip_and_what_it_refuses(stack: Stack) -> None:
+    openid = new_openid()
+    # sealed with the account's EncodingAESKey, answered sealed (passive_text decrypts)
+    assert passive_text(wechat_post(stack, text_xml(openid, "你好"))) == texts("utter_greet")["zh"]
+    # a plain body is refused: the plain signature does not cover the body
+    plain = wechat_post(stack, text_xml(openid, "转人工"), encrypt=False)
+    assert plain.status_code == 403 and plain.json()["error"] == "encryption_required"
+    # WeChat's own test vector is a genuine sealed message - from 2014: refused as a replay
     query = {
         "signature": wechat_signature(AES_TIMESTAMP, AES_NONCE),
         "timestamp": AES_TIMESTAMP,
@@ -240,23 +270,25 @@ def test_aes_safe_mode_round_trip_with_wechats_test_vector(stack: Stack) -> None
         "encrypt_type": "aes",
         "msg_signature": AES_SIGNATURE,
     }
-    reply = httpx.post(wechat_url(stack), params=query, content=AES_BODY.encode(), timeout=30)
-    assert reply.status_code == 200, reply.text
-    import xmltodict
-
-    envelope = xmltodict.parse(reply.text)["xml"]
-    crypto = WeChatCrypto(WECHAT_TEST_TOKEN, WECHAT_TEST_AES_KEY, WECHAT_TEST_APP_ID)
-    plain = xmltodict.parse(
-        crypto.decrypt_message(reply.text, envelope["MsgSignature"], envelope["TimeStamp"], envelope["Nonce"])
-    )["xml"]
-    # the vector's customer "messense" wrote "test"; the answer goes back to them, encrypted
-    assert plain["ToUserName"] == "messense" and plain["MsgType"] == "text" and plain["Content"]
-    assert [e["text"] for e in user_events(stack, "wx:messense")] == ["test"]
-
+    stale = httpx.post(wechat_url(stack), params=query, content=AES_BODY.encode(), timeout=30)
+    assert stale.status_code == 403 and stale.json()["error"] == "stale_timestamp"
+    # a tampered envelope fails its msg_signature
+    timestamp, nonce = str(int(time.time())), "n1"
+    envelope, msg_signature = seal(text_xml(openid, "你好"), timestamp, nonce)
     tampered = httpx.post(
-        wechat_url(stack), params={**query, "msg_signature": "0" * 40}, content=AES_BODY.encode(), timeout=30
+        wechat_url(stack),
+        params={
+            "signature": wechat_signature(timestamp, nonce),
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "encrypt_type": "aes",
+            "msg_signature": msg_signature,
+        },
+        content=envelope.replace("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A").encode(),
+        timeout=30,
     )
     assert tampered.status_code == 403
+    assert [e["text"] for e in user_events(stack, "wx:" + openid)] == ["你好"]
 
 
 @pytest.mark.parametrize(
@@ -508,10 +540,12 @@ xml_texts = st.one_of(
 
 
 @FUZZ
-@given(body=xml_texts, signed=st.booleans())
-def test_generated_wechat_bodies_never_cause_a_server_error(stack: Stack, body: bytes, signed: bool) -> None:
+@given(body=xml_texts, signed=st.booleans(), sealed=st.booleans())
+def test_generated_wechat_bodies_never_cause_a_server_error(
+    stack: Stack, body: bytes, signed: bool, sealed: bool
+) -> None:
     before = stored_keys(stack, "tracker")
-    reply = wechat_post(stack, body, signature=None if signed else "0" * 40)
+    reply = wechat_post(stack, body, signature=None if signed else "0" * 40, encrypt=sealed)
     assert reply.status_code < 500, reply.text
     if reply.status_code >= 400:
         assert stored_keys(stack, "tracker") == before

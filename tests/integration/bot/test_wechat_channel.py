@@ -92,7 +92,7 @@ def test_a_turn_slower_than_the_deadline_is_answered_success_then_through_the_ap
 
     reply, took = run(scenario)
     assert reply is None  # the webhook answered "success"
-    assert 4.4 <= took < 4.9
+    assert 4.4 <= took < 5.0  # WeChat waits five seconds
     sent = wechat_api.sent("oCustomer1")
     assert [m["content"] for m in sent] == ["查到了，您的订单已发货。"]
 

@@ -37,3 +37,17 @@ def test_transcript_shows_what_people_saw() -> None:
         ("customer", "[too_long, 9000 chars] aaa"),
         ("customer", "[button] ask_human"),
     ]
+
+
+def test_transcript_shows_a_photo_from_wechat_as_what_it_is() -> None:
+    photo = user_event(
+        "/empty_message",
+        "empty_message",
+        1.0,
+        attachment={"type": "image", "url": "http://mmbiz.example/p.jpg"},
+    )
+    lines = transcript(make_tracker([photo, bot_event("请用文字输入您的问题。", 2.0)]))
+    assert [(line.speaker, line.text) for line in lines] == [
+        ("customer", "[image] http://mmbiz.example/p.jpg"),
+        ("bot", "请用文字输入您的问题。"),
+    ]

@@ -66,3 +66,12 @@ def test_a_client_cannot_supply_sealed_codes() -> None:
 def test_rejected_long_message_keeps_only_a_masked_preview() -> None:
     inspected = inspect_message("code K7QM-2XPA-9FTR-4WZD " + "x" * 3000, 100, CodeSealer("k"))
     assert "2XPA" not in str(inspected.metadata) and "K7QM-****-****-4WZD" in str(inspected.metadata)
+
+
+def test_a_client_cannot_pass_an_attachment_for_the_agent_to_see() -> None:
+    inspected = inspect_message(
+        "hello",
+        2000,
+        client_metadata={"attachment": {"type": "image", "url": "http://phish"}, "page": "/help"},
+    )
+    assert inspected.metadata == {"page": "/help"}

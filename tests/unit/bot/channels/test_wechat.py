@@ -45,7 +45,7 @@ def test_events_are_deduplicated_by_sender_and_time() -> None:
     assert (inbound.kind, inbound.event, inbound.dedupe_token) == (
         "event",
         "subscribe",
-        "evt:oUser_1:1700000001",
+        "evt:oUser_1:1700000001:subscribe",
     )
 
 
