@@ -42,9 +42,14 @@ class InspectedMessage:
     rejected: str | None = None  # None, "empty" or "too_long"
 
 
+# conversation ids of the messaging channels (bot/channels/wechat.py, telegram.py): a web client
+# using one would write into a WeChat or Telegram customer's conversation and take their replies
+RESERVED_SENDER_PREFIXES = ("wx:", "tg:")
+
+
 def valid_sender_id(sender: object) -> bool:
-    """A sender id must be a short printable token: it is a Redis key suffix."""
-    return valid_conversation_id(sender)
+    """A sender id a web client may use: a short printable token (a Redis key suffix), not a channel's."""
+    return valid_conversation_id(sender) and not str(sender).startswith(RESERVED_SENDER_PREFIXES)
 
 
 def inspect_message(

@@ -35,7 +35,7 @@ from common.masking import default_sealer
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-INVALID_SENDER = "'sender' must be 1-128 characters of A-Z a-z 0-9 _ . : @ -"
+INVALID_SENDER = "'sender' must be 1-128 characters of A-Z a-z 0-9 _ . : @ - (not starting wx: or tg:)"
 
 
 class RestChannel(InputChannel):

@@ -102,7 +102,8 @@ def test_missing_sender_is_rejected_not_shared(stack: Stack) -> None:
     assert not redis_client(stack).exists(f"{stack.settings.key_prefix}:tracker:default")
 
 
-@pytest.mark.parametrize("sender", ["", "has spaces", "x" * 200])
+# wx:/tg: name WeChat and Telegram conversations: a web client must not write into them
+@pytest.mark.parametrize("sender", ["", "has spaces", "x" * 200, "wx:oSomeoneElse", "tg:12345"])
 def test_invalid_sender_ids_are_rejected(stack: Stack, sender: str) -> None:
     reply = httpx.post(rest_url(stack), json={"sender": sender, "message": "hi"})
     assert reply.status_code == 400 and reply.json()["error"] == "invalid_sender"

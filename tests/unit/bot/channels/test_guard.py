@@ -39,12 +39,14 @@ def test_non_string_input_is_turned_into_text() -> None:
     assert inspect_message(12345, max_chars=10).text == "12345"
 
 
-@pytest.mark.parametrize("sender", ["abc", "user_1", "wx:oABC-123", "a" * 128, "x@y.z"])
+@pytest.mark.parametrize("sender", ["abc", "user_1", "web:oABC-123", "a" * 128, "x@y.z"])
 def test_valid_sender_ids(sender: str) -> None:
     assert valid_sender_id(sender)
 
 
-@pytest.mark.parametrize("sender", [None, "", "a" * 129, "has space", "semi;colon", 42, "中文"])
+@pytest.mark.parametrize(
+    "sender", [None, "", "a" * 129, "has space", "semi;colon", 42, "中文", "wx:oABC-123", "tg:42"]
+)
 def test_invalid_sender_ids(sender: object) -> None:
     assert not valid_sender_id(sender)
 
