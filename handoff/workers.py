@@ -66,6 +66,20 @@ async def ensure_group(client: Any, stream: str, group: str, start: str = "$") -
             raise
 
 
+async def next_entries(
+    client: Any, stream: str, group: str, consumer: str, count: int, start: str = "$"
+) -> list[tuple[str, dict[str, str]]]:
+    """The group's next entries: first those a crashed replica had read but not acked (XAUTOCLAIM)."""
+    await ensure_group(client, stream, group, start)
+    _, entries, _ = await client.xautoclaim(
+        stream, group, consumer, min_idle_time=30_000, start_id="0-0", count=count
+    )
+    if entries:
+        return list(entries)
+    read = await client.xreadgroup(group, consumer, {stream: ">"}, count=count, block=1000)
+    return [e for _, stream_entries in read or [] for e in stream_entries]
+
+
 def worth_telling(channel: str, last: int | None, position: int) -> bool:
     """Widget customers see every move; WeChat/Telegram/REST only moves that matter (no spam)."""
     if last is None:
@@ -151,15 +165,7 @@ class Workers:
     # -- Rasa events -> transcript lines ---------------------------------------------
     async def follow_once(self) -> None:
         client = self.queue.client
-        await ensure_group(client, self.rasa_stream, RASA_GROUP)
-        _, entries, _ = await client.xautoclaim(
-            self.rasa_stream, RASA_GROUP, self.consumer, min_idle_time=30_000, start_id="0-0", count=200
-        )
-        if not entries:
-            read = await client.xreadgroup(
-                RASA_GROUP, self.consumer, {self.rasa_stream: ">"}, count=200, block=1000
-            )
-            entries = [e for _, stream_entries in read or [] for e in stream_entries]
+        entries = await next_entries(client, self.rasa_stream, RASA_GROUP, self.consumer, 200)
         for entry_id, fields in entries:
             try:
                 event = json.loads(fields["event"])
@@ -188,21 +194,9 @@ class Workers:
     async def failures_once(self) -> None:
         client = self.queue.client
         # from the start of the stream: failures reported before this service first ran count too
-        await ensure_group(client, self.failures_stream, FAILURES_GROUP, start="0")
-        # entries a crashed replica had read but not acted on
-        _, entries, _ = await client.xautoclaim(
-            self.failures_stream,
-            FAILURES_GROUP,
-            self.consumer,
-            min_idle_time=30_000,
-            start_id="0-0",
-            count=100,
+        entries = await next_entries(
+            client, self.failures_stream, FAILURES_GROUP, self.consumer, 100, start="0"
         )
-        if not entries:
-            read = await client.xreadgroup(
-                FAILURES_GROUP, self.consumer, {self.failures_stream: ">"}, count=100, block=1000
-            )
-            entries = [e for _, stream_entries in read or [] for e in stream_entries]
         for entry_id, fields in entries:
             try:
                 failure = json.loads(fields["failure"])
@@ -217,14 +211,7 @@ class Workers:
     async def notify_once(self) -> None:
         client = self.queue.client
         stream = self.queue.events_key
-        await ensure_group(client, stream, NOTIFY_GROUP)
-        # moves a crashed replica had read but not acted on
-        _, entries, _ = await client.xautoclaim(
-            stream, NOTIFY_GROUP, self.consumer, min_idle_time=30_000, start_id="0-0", count=100
-        )
-        if not entries:
-            read = await client.xreadgroup(NOTIFY_GROUP, self.consumer, {stream: ">"}, count=100, block=1000)
-            entries = [e for _, stream_entries in read or [] for e in stream_entries]
+        entries = await next_entries(client, stream, NOTIFY_GROUP, self.consumer, 100)
         if not entries:
             return
         moved = False
