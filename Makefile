@@ -1,5 +1,5 @@
 # The two commands of the README are `make run` and `make test`.
-.PHONY: run test setup lint bench-nlu bench-kb bench-handoff kb lock clean
+.PHONY: run test setup lint bench bench-nlu bench-kb bench-handoff bench-long kb lock clean
 
 run:            ## set up what is missing, then start Redis, Rasa, actions and the web service
 	@scripts/setup.sh
@@ -19,6 +19,10 @@ lint:           ## ruff + mypy
 bench-nlu:      ## 5-fold cross-validation of the NLU -> bench/results/nlu_cv.{json,md}
 	@scripts/setup.sh
 	@PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/python -m bench.nlu_cv
+
+bench-long:     ## turn latency at turns 1-10, 50, 100, 200 of one conversation, stock moodbot beside -> bench/results/long_conversation.{json,md}
+	@scripts/setup.sh
+	@PYTHONPATH=. .venv/bin/python -m bench.long_conversation
 
 bench-handoff:  ## request -> console and agent reply -> customer at 50 concurrent -> bench/results/handoff.{json,md}
 	@PYTHONPATH=. .venv/bin/python -m bench.handoff

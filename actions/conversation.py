@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
 from rasa_sdk import Tracker
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from common.language import Language, normalise_language
 from common.masking import mask_card_codes
+from common.tracker_keys import events_key, window_start
 from handoff.records import TranscriptLine, attachment_text
 
 
@@ -33,6 +39,35 @@ def response_text(domain: dict[str, Any], response: str, language: Language) -> 
         if not conditions:
             fallback = str(variation.get("text", ""))
     return fallback
+
+
+logger = logging.getLogger(__name__)
+
+
+async def whole_conversation(tracker: Tracker, client: Redis, prefix: str) -> Tracker:
+    """The tracker with the events Rasa did not send because they precede the turn window.
+
+    Rasa loads only a conversation's latest events for a turn (bot.tracker_store);
+    a transcript for an agent needs all of them. If Redis cannot be read, the
+    window's events are what there is (logged), never a failed handoff.
+    """
+    start = window_start(tracker.events)
+    if not start:
+        return tracker
+    try:
+        stored = await client.lrange(events_key(prefix, tracker.sender_id), 0, start - 1)
+    except RedisError as error:
+        logger.warning("conversation %s: earlier events unavailable (%s)", tracker.sender_id, error)
+        return tracker
+    earlier = []
+    for raw in stored:
+        try:
+            earlier.append(json.loads(raw))
+        except ValueError:
+            logger.warning("conversation %s: skipping an unreadable stored event", tracker.sender_id)
+    whole = copy.copy(tracker)
+    whole.events = earlier + list(tracker.events)
+    return whole
 
 
 def _iso(timestamp: float | None) -> str:

@@ -21,7 +21,13 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from redis.exceptions import RedisError
 
-from actions.conversation import customer_language, first_customer_question, response_text, transcript
+from actions.conversation import (
+    customer_language,
+    first_customer_question,
+    response_text,
+    transcript,
+    whole_conversation,
+)
 from common.masking import mask_card_codes
 from common.settings import Settings
 from handoff.queue import HandoffQueue, State
@@ -192,8 +198,9 @@ class ActionHandoff(Action):
         category: str | None = None,
     ) -> list[EventType]:
         """Record the request (once per conversation) and tell the customer; other actions call this too."""
-        record = self.build_record(tracker, reason, category)
         log = self.request_log or default_request_log()
+        whole = await whole_conversation(tracker, log.client, log.prefix)
+        record = self.build_record(whole, reason, category)
         outcome = await log.record(record)
         logger.info(
             "conversation %s: handoff %s (reason %s, priority %s)",

@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 
+from common.tracker_keys import events_key
 from scripts.stack import Stack
 from tests.integration.helpers import is_chinese, is_handoff, is_kb_answer, redis_client, rest_url, say, texts
 
@@ -15,9 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 def stored_events(stack: Stack, sender: str) -> list[dict]:
-    raw = redis_client(stack).get(f"{stack.settings.key_prefix}:tracker:{sender}")
+    raw = redis_client(stack).lrange(events_key(stack.settings.key_prefix, sender), 0, -1)
     assert raw, f"no tracker for {sender} in Redis"
-    return list(json.loads(raw)["events"])
+    return [json.loads(item) for item in raw]
 
 
 def new_sender() -> str:
@@ -99,7 +100,7 @@ def test_missing_sender_is_rejected_not_shared(stack: Stack) -> None:
     reply = httpx.post(rest_url(stack), json={"message": "hello"})
     assert reply.status_code == 400 and reply.json()["error"] == "missing_sender"
     # stock Rasa would have put this customer into the shared "default" conversation
-    assert not redis_client(stack).exists(f"{stack.settings.key_prefix}:tracker:default")
+    assert not redis_client(stack).exists(events_key(stack.settings.key_prefix, "default"))
 
 
 # wx:/tg: name WeChat and Telegram conversations: a web client must not write into them
@@ -116,16 +117,14 @@ def test_non_string_message_is_rejected(stack: Stack) -> None:
 
 def test_unknown_sender_starts_a_new_conversation(stack: Stack) -> None:
     sender = new_sender()
-    assert not redis_client(stack).exists(f"{stack.settings.key_prefix}:tracker:{sender}")
+    assert not redis_client(stack).exists(events_key(stack.settings.key_prefix, sender))
     assert say(stack, sender, "hello")[0]["text"] == texts("utter_greet")["en"]
 
 
 def test_tracker_is_stored_in_redis(stack: Stack) -> None:
     sender = new_sender()
     say(stack, sender, "我的卡密用不了")
-    raw = redis_client(stack).get(f"{stack.settings.key_prefix}:tracker:{sender}")
-    assert raw is not None
-    events = json.loads(raw)["events"]
+    events = stored_events(stack, sender)
     assert any(e.get("event") == "user" and e.get("text") == "我的卡密用不了" for e in events)
     assert any(
         e.get("event") == "slot" and e.get("name") == "language" and e.get("value") == "zh" for e in events
