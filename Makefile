@@ -1,5 +1,5 @@
 # The two commands of the README are `make run` and `make test`.
-.PHONY: run test setup lint bench bench-nlu bench-kb bench-handoff bench-long kb lock clean
+.PHONY: run test setup lint bench bench-nlu bench-kb bench-handoff bench-long bench-turns kb lock clean
 
 run:            ## set up what is missing, then start Redis, Rasa, actions and the web service
 	@scripts/setup.sh
@@ -16,6 +16,9 @@ lint:           ## ruff + mypy
 	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy
 
+bench:          ## every benchmark below, one after another (about 70 minutes on 2 cores)
+	@$(MAKE) --no-print-directory bench-turns bench-long bench-handoff bench-kb bench-nlu
+
 bench-nlu:      ## 5-fold cross-validation of the NLU -> bench/results/nlu_cv.{json,md}
 	@scripts/setup.sh
 	@PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/python -m bench.nlu_cv
@@ -23,6 +26,10 @@ bench-nlu:      ## 5-fold cross-validation of the NLU -> bench/results/nlu_cv.{j
 bench-long:     ## turn latency at turns 1-10, 50, 100, 200 of one conversation, stock moodbot beside -> bench/results/long_conversation.{json,md}
 	@scripts/setup.sh
 	@PYTHONPATH=. .venv/bin/python -m bench.long_conversation
+
+bench-turns:    ## greet / KB / order-lookup turns vs stock moodbot, REST + socket.io, 1-128 concurrent, py-spy flame graphs -> bench/results/turns.{json,md}
+	@scripts/setup.sh
+	@PYTHONPATH=. .venv/bin/python -m bench.turns
 
 bench-handoff:  ## request -> console and agent reply -> customer at 50 concurrent -> bench/results/handoff.{json,md}
 	@PYTHONPATH=. .venv/bin/python -m bench.handoff

@@ -30,6 +30,7 @@ from actions.conversation import (
 )
 from common.masking import mask_card_codes
 from common.settings import Settings
+from common.tracker_keys import window_start
 from handoff.queue import HandoffQueue, State
 from handoff.records import HandoffRecord, Priority, Reason
 from handoff.requests import HandoffRequestLog, Outcome
@@ -199,7 +200,9 @@ class ActionHandoff(Action):
     ) -> list[EventType]:
         """Record the request (once per conversation) and tell the customer; other actions call this too."""
         log = self.request_log or default_request_log()
-        whole = await whole_conversation(tracker, log.client, log.prefix)
+        whole = tracker
+        if window_start(tracker.events):  # Rasa sent only the latest events
+            whole = await whole_conversation(tracker, log.client, log.prefix)
         record = self.build_record(whole, reason, category)
         outcome = await log.record(record)
         logger.info(

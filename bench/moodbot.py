@@ -24,7 +24,7 @@ CREDENTIALS = """rest:
 socketio:
   user_message_evt: user_uttered
   bot_message_evt: bot_uttered
-  session_persistence: true
+  session_persistence: false  # true hits Rasa 3.6 calling enter_room without await: replies never arrive
 """
 
 

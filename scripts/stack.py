@@ -200,7 +200,10 @@ class Stack:
             Service(
                 "rasa",
                 [
-                    str(ROOT / ".venv-rasa" / "bin" / "rasa"),
+                    # `rasa` plus bot/speedups.py (see there)
+                    str(ROOT / ".venv-rasa" / "bin" / "python"),
+                    "-m",
+                    "bot.server",
                     "run",
                     "--model",
                     str(self.model),
