@@ -73,17 +73,26 @@ def _event_classes() -> Dict[str, Type[Event]]:
     return classes
 
 
-def decode_event(raw: bytes | str) -> Optional[Event]:
-    """One stored event; None for an unknown or unreadable one (logged, not fatal)."""
+def event_from_dict(parameters: Dict[str, Any]) -> Optional[Event]:
+    """An event from its dict; None for an unknown or unreadable one (logged, not fatal)."""
     try:
-        parameters = json.loads(raw)
         cls = _event_classes().get(parameters.get("event"))
         if cls is None:
             return Event.from_parameters(parameters)
         return cls._from_parameters(parameters)
     except (ValueError, TypeError, KeyError, AttributeError) as error:
+        logger.warning("skipping an unreadable tracker event (%s): %.200r", error, parameters)
+        return None
+
+
+def decode_event(raw: bytes | str) -> Optional[Event]:
+    """One stored (JSON) event; None for an unknown or unreadable one."""
+    try:
+        parameters = json.loads(raw)
+    except ValueError as error:
         logger.warning("skipping an unreadable tracker event (%s): %.200r", error, raw)
         return None
+    return event_from_dict(parameters) if isinstance(parameters, dict) else None
 
 
 def encode_event(event: Event) -> str:
@@ -164,7 +173,7 @@ class WindowedRedisTrackerStore(TrackerStore, SerializedTrackerAsText):
         if raw_window:
             window = json.loads(raw_window)
             start = int(window["from"])
-            restore = [e for e in map(decode_event, map(json.dumps, window["restore"])) if e]
+            restore = [e for e in map(event_from_dict, window["restore"]) if e]
         if start > length:  # the list was cut by hand: fall back to all of it
             start, restore = 0, []
         stored = await self.client.lrange(events_key(self.prefix, sender_id), start, -1)
