@@ -143,15 +143,16 @@ class SentenceTransformerEncoder:
 
 
 class OnnxEncoder:
-    """Query encoding with ONNX Runtime: one thread, no PyTorch."""
+    """Query encoding with ONNX Runtime: one thread unless told otherwise, no PyTorch."""
 
-    def __init__(self, directory: Path, romanise_han: bool) -> None:
+    def __init__(self, directory: Path, romanise_han: bool, threads: int = 1) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         options = ort.SessionOptions()
-        # one query at a time: a second thread costs more in hand-over than it gains
-        options.intra_op_num_threads = 1
+        # one query at a time: a second thread costs more in hand-over than it gains;
+        # bulk passes (training a classifier on thousands of examples) may ask for more
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(
             str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
@@ -179,3 +180,20 @@ class OnnxEncoder:
             if rows
             else np.zeros((0, self.dimensions), np.float32)
         )
+
+    def encode_many(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Bulk encoding: length-sorted, padded batches (the graph pools over the mask only)."""
+        encodings = self.tokenizer.encode_batch(prepare(texts, self.romanise_han))
+        out = np.zeros((len(texts), self.dimensions), np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = max(len(encodings[i].ids) for i in batch)
+            ids = np.zeros((len(batch), width), np.int64)
+            mask = np.zeros((len(batch), width), np.int64)
+            for row, i in enumerate(batch):
+                ids[row, : len(encodings[i].ids)] = encodings[i].ids
+                mask[row, : len(encodings[i].ids)] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            out[batch] = self.session.run(None, feeds)[0]
+        return out

@@ -30,6 +30,18 @@ def training_inputs(root: Path = ROOT) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
+def encoder_pin(root: Path = ROOT) -> bytes:
+    """The pinned embedding-model package: its weights become the NLU's dense features.
+
+    The pin, not the exported ONNX file, because an export is not byte-for-byte repeatable
+    and a fresh clone would otherwise retrain for nothing.
+    """
+    lock = root / "requirements" / "app.lock"
+    if not lock.is_file():
+        return b""
+    return b"".join(line + b"\n" for line in lock.read_bytes().splitlines() if b"minilm" in line.lower())
+
+
 def training_hash(root: Path = ROOT) -> str:
     digest = hashlib.sha256()
     for path in training_inputs(root):
@@ -37,6 +49,7 @@ def training_hash(root: Path = ROOT) -> str:
         digest.update(b"\0")
         digest.update(path.read_bytes())
         digest.update(b"\0")
+    digest.update(encoder_pin(root))
     return digest.hexdigest()[:16]
 
 

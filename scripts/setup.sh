@@ -89,8 +89,9 @@ if [[ $WANT_TEST -eq 1 ]]; then
 fi
 
 mkdir -p var/log
-.venv/bin/python -m scripts.model ensure
-# the knowledge index: built when missing, brought up to date when articles changed, else a no-op
+# the knowledge index: built when missing, brought up to date when articles changed, else a no-op;
+# first, because it exports the MiniLM graph the NLU's featurizer trains with (config.yml)
 .venv/bin/python -m knowledge build
+.venv/bin/python -m scripts.model ensure
 # the demo shop (SQLite under var/ unless DATABASE_URL says otherwise): migrate, seed what is missing
 .venv/bin/python -m shop seed
