@@ -108,6 +108,7 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
             # inverse regularisation; 30 was best of 10/30 on BANKING77, flat around it
             "C": 30.0,
             "max_iter": 3000,
+            # how many intents the ranking lists; 0 lists all, as in Rasa's classifiers
             "ranking_length": 10,
         }
 
@@ -200,11 +201,18 @@ class LinearIntentClassifier(IntentClassifier, GraphComponent):
         return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
     def process(self, messages: List[Message]) -> List[Message]:
-        todo = [m for m in messages if m.get(TEXT) and sentence_blocks(m)]
-        if self._layout is None or not todo:
+        todo = [m for m in messages if m.get(TEXT) and sentence_blocks(m)] if self._layout else []
+        answered = {id(m) for m in todo}
+        for message in messages:
+            if id(message) not in answered:
+                # what DIET did: an empty intent, which FallbackClassifier turns into nlu_fallback
+                message.set(INTENT, {"name": None, "confidence": 0.0}, add_to_output=True)
+                message.set(INTENT_RANKING_KEY, [], add_to_output=True)
+        if not todo:
             return messages
+        length = int(self._config["ranking_length"]) or len(self._labels)
         for message, row in zip(todo, self.probabilities(todo), strict=True):
-            order = np.argsort(-row)[: int(self._config["ranking_length"])]
+            order = np.argsort(-row)[:length]
             ranking = [{"name": self._labels[i], "confidence": float(row[i])} for i in order]
             message.set(INTENT, ranking[0], add_to_output=True)
             message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)

@@ -23,6 +23,7 @@ from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.constants import TOKENS_NAMES
 from rasa.nlu.featurizers.dense_featurizer.dense_featurizer import DenseFeaturizer
 from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import TEXT
@@ -33,6 +34,22 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ("model.onnx", "tokenizer.json")
+
+
+def romanise_setting(config: Dict[Text, Any]) -> str:
+    """auto / on / off; YAML turns on and off into booleans."""
+    value = config.get("romanise_han", "auto")
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value).strip().lower()
+
+
+def in_training_graph(context: ExecutionContext) -> bool:
+    """True in `rasa train`'s graph (it has train_ nodes), False when serving."""
+    schema = getattr(context, "graph_schema", None)
+    if schema is None:
+        return True
+    return any(name.startswith("train_") for name in schema.nodes)
 
 
 def resolve_model_dir(setting: str) -> Path:
@@ -82,8 +99,16 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
 
     @classmethod
     def validate_config(cls, config: Dict[Text, Any]) -> None:
-        if str(config.get("romanise_han", "auto")) not in ("auto", "on", "off", "true", "false", "1", "0"):
+        if romanise_setting(config) not in ("auto", "on", "off", "true", "false", "1", "0"):
             raise InvalidConfigException("romanise_han must be auto, on or off")
+
+    @classmethod
+    def fingerprint_addon(cls, config: Dict[Text, Any]) -> Optional[str]:
+        """Other weights in model_dir must not reuse a cached training result."""
+        from knowledge.embedding import model_fingerprint
+
+        source = resolve_model_dir(str(config.get("model_dir", "")))
+        return model_fingerprint(source) if source.is_dir() else None
 
     @classmethod
     def create(
@@ -115,27 +140,32 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
         component = cls(config, execution_context.node_name, model_storage, resource)
         with model_storage.read_from(resource) as directory:
             # the sessions read the graph into memory, so the unpacked model may go away afterwards
-            component._open(Path(directory))
+            component._open(Path(directory), bulk=in_training_graph(execution_context))
         return component
 
     def train(self, training_data: TrainingData) -> Resource:
-        assert self._model_dir is not None
+        # finetuning builds this node with load(): take the graph from model_dir again
+        source = self._model_dir or resolve_model_dir(str(self._config["model_dir"]))
         with self._model_storage.write_to(self._resource) as directory:
             for name in FILES:
-                shutil.copy2(self._model_dir / name, Path(directory) / name)
+                shutil.copy2(source / name, Path(directory) / name)
         return self._resource
 
-    def _open(self, directory: Path) -> None:
+    def _open(self, directory: Path, bulk: bool) -> None:
         from knowledge.embedding import OnnxEncoder, needs_romanising
 
-        romanise_han = needs_romanising(directory, str(self._config["romanise_han"]))
+        romanise_han = needs_romanising(directory, romanise_setting(self._config))
         self._encoder = OnnxEncoder(directory, romanise_han=romanise_han)
-        self._batch_encoder = OnnxEncoder(
-            directory, romanise_han=romanise_han, threads=int(self._config["training_threads"])
-        )
+        if bulk:
+            # a second session with more threads, only where training data gets featurized
+            self._batch_encoder = OnnxEncoder(
+                directory, romanise_han=romanise_han, threads=int(self._config["training_threads"])
+            )
 
     def _featurize(self, messages: List[Message], encoder: Any, bulk: bool = False) -> None:
-        todo = [m for m in messages if m.get(TEXT)]
+        # like the count vectors, only messages with tokens: DIET expects sequence features
+        # wherever there are sentence features ("?" alone has text but no tokens)
+        todo = [m for m in messages if m.get(TEXT) and m.get(TOKENS_NAMES[TEXT])]
         if not todo:
             return
         texts = [str(m.get(TEXT)) for m in todo]
@@ -144,9 +174,9 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
             self.add_features_to_message(None, np.expand_dims(vector, 0), TEXT, message)
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
-        if self._batch_encoder is None:
+        if self._encoder is None:
             raise RuntimeError("SentenceEmbeddingFeaturizer used before it was trained or loaded")
-        self._featurize(training_data.training_examples, self._batch_encoder, bulk=True)
+        self._featurize(training_data.training_examples, self._batch_encoder or self._encoder, bulk=True)
         return training_data
 
     def process(self, messages: List[Message]) -> List[Message]:

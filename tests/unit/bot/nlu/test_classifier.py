@@ -114,12 +114,17 @@ def test_each_featurizer_is_normalised_on_its_own(storage: LocalModelStorage) ->
         assert np.linalg.norm(blocks[origin]) == pytest.approx(1.0)
 
 
-def test_messages_without_text_features_are_left_alone(storage: LocalModelStorage) -> None:
+def test_messages_without_text_features_get_an_empty_intent_for_the_fallback(
+    storage: LocalModelStorage,
+) -> None:
     classifier = loaded(storage, trained(storage))
-    bare = Message(data={TEXT: "hello"})
+    bare = Message(data={TEXT: "?"})  # punctuation only: the tokenizer leaves nothing to count
     empty = Message(data={TEXT: ""})
     classifier.process([bare, empty])
-    assert bare.get(INTENT) is None and empty.get(INTENT) is None
+    for m in (bare, empty):
+        # FallbackClassifier reads message.data["intent"] and makes this nlu_fallback
+        assert m.get(INTENT) == {"name": None, "confidence": 0.0}
+        assert m.get("intent_ranking") == []
 
 
 def test_one_intent_trains_nothing_and_answers_nothing(storage: LocalModelStorage) -> None:
@@ -127,7 +132,18 @@ def test_one_intent_trains_nothing_and_answers_nothing(storage: LocalModelStorag
     classifier = loaded(storage, resource)
     m = message("card arrived", dense=[1.0, 0.0])
     classifier.process([m])
-    assert m.get(INTENT) is None
+    assert m.get(INTENT) == {"name": None, "confidence": 0.0}
+
+
+def test_ranking_length_zero_lists_every_intent(storage: LocalModelStorage) -> None:
+    resource = trained(storage)
+    config = {**LinearIntentClassifier.get_default_config(), "ranking_length": 0}
+    classifier = LinearIntentClassifier.load(
+        config, storage, resource, ExecutionContext.__new__(ExecutionContext)
+    )
+    m = message("card arrived", dense=[1.0, 0.0])
+    classifier.process([m])
+    assert len(m.get("intent_ranking")) == 2
 
 
 def test_the_model_is_stored_without_pickles(storage: LocalModelStorage) -> None:

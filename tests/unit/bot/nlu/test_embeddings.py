@@ -14,6 +14,8 @@ import pytest
 from rasa.engine.graph import ExecutionContext
 from rasa.engine.storage.local_model_storage import LocalModelStorage
 from rasa.engine.storage.resource import Resource
+from rasa.nlu.constants import TOKENS_NAMES
+from rasa.nlu.tokenizers.tokenizer import Token
 from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
@@ -45,12 +47,17 @@ def trained(tmp_path: Path, encoder_dir: Path) -> tuple[LocalModelStorage, Resou
     storage, resource = LocalModelStorage(tmp_path / "model"), Resource("embeddings")
     config = {**SentenceEmbeddingFeaturizer.get_default_config(), "model_dir": str(encoder_dir)}
     featurizer = SentenceEmbeddingFeaturizer.create(config, storage, resource, context())
-    featurizer.train(TrainingData([Message(data={TEXT: "hello"})]))
+    featurizer.train(TrainingData([tokenized("hello")]))
     return storage, resource
 
 
+def tokenized(text: str) -> Message:
+    """A message as the tokenizer leaves it (one token is enough here)."""
+    return Message(data={TEXT: text, TOKENS_NAMES[TEXT]: [Token(text, 0)] if text else []})
+
+
 def vectors(featurizer: SentenceEmbeddingFeaturizer, texts: list[str]) -> list[np.ndarray]:
-    messages = [Message(data={TEXT: t}) for t in texts]
+    messages = [tokenized(t) for t in texts]
     featurizer.process(messages)
     out = []
     for m in messages:
@@ -97,7 +104,7 @@ def test_training_data_is_featurized_in_bulk_like_single_messages(tmp_path: Path
         SentenceEmbeddingFeaturizer.get_default_config(), storage, resource, context()
     )
     texts = ["a", "a much longer question about a refund that is padded less", "退款"]
-    data = TrainingData([Message(data={TEXT: t}) for t in texts] + [Message(data={TEXT: ""})])
+    data = TrainingData([tokenized(t) for t in texts] + [tokenized("")])
     featurizer.process_training_data(data)
     singles = vectors(featurizer, texts)
     for message, single in zip(data.training_examples, singles, strict=False):
@@ -119,3 +126,26 @@ def test_a_missing_encoder_says_how_to_get_one(tmp_path: Path) -> None:
 def test_romanise_han_setting_is_checked() -> None:
     with pytest.raises(InvalidConfigException):
         SentenceEmbeddingFeaturizer.validate_config({"romanise_han": "sometimes"})
+    # YAML reads `on`/`true` as booleans
+    SentenceEmbeddingFeaturizer.validate_config({"romanise_han": True})
+    SentenceEmbeddingFeaturizer.validate_config({"romanise_han": "Off"})
+
+
+def test_messages_without_tokens_get_no_feature(tmp_path: Path, encoder_copy: Path) -> None:
+    storage, resource = trained(tmp_path, encoder_copy)
+    featurizer = SentenceEmbeddingFeaturizer.load(
+        SentenceEmbeddingFeaturizer.get_default_config(), storage, resource, context()
+    )
+    # text but no tokens ("?" alone): a sentence feature without sequence features breaks DIET
+    lone = tokenized("?")
+    lone.set(TOKENS_NAMES[TEXT], [])
+    featurizer.process([lone])
+    assert lone.get_dense_features(TEXT) == (None, None)
+
+
+def test_other_weights_in_model_dir_change_the_fingerprint(encoder_copy: Path) -> None:
+    config = {"model_dir": str(encoder_copy)}
+    before = SentenceEmbeddingFeaturizer.fingerprint_addon(config)
+    with (encoder_copy / "tokenizer.json").open("a", encoding="utf-8") as handle:
+        handle.write(" ")
+    assert before and SentenceEmbeddingFeaturizer.fingerprint_addon(config) != before
