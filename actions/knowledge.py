@@ -29,7 +29,7 @@ import re
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.conversation import customer_language, response_text
@@ -108,6 +108,18 @@ class ActionAnswerFromKnowledge(Action):
         return "action_kb_answer"
 
     async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        events = await self.respond(dispatcher, tracker, domain)
+        if tracker.active_loop_name is None and not any(
+            e.get("event") in ("followup", "pause") for e in events
+        ):
+            # the answer (or the notice) ends the bot's turn. Saying so spares Rasa a second run of
+            # every policy just to predict action_listen. Inside a form the form must ask again.
+            events.append(FollowupAction("action_listen"))
+        return events
+
+    async def respond(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
         language = customer_language(tracker)

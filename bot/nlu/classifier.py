@@ -5,7 +5,7 @@ embedding (bot.nlu.embeddings) plus the count vectors of the words and
 character n-grams beats DIET by a wide margin, trains in about a minute
 instead of most of an hour on 2 cores, and gives probabilities that sort
 in-scope from out-of-scope questions well enough to pick a fallback threshold
-from. DIET stays in the pipeline for entities only.
+from. Entities come from RegexEntityExtractor (config.yml), so DIET is gone.
 
 Rasa's LogisticRegressionClassifier feeds raw counts next to the embedding, so
 the character n-grams (hundreds of non-zero counts) drown the embedding and

@@ -1,4 +1,4 @@
-"""Sentence embeddings as dense features for DIET, without PyTorch in Rasa's environment.
+"""Sentence embeddings as dense features for the intent classifier, without PyTorch in Rasa.
 
 The knowledge base already ships MiniLM as an ONNX graph (mean pooling and
 normalisation inside, exported and checked by ``knowledge build``). This
@@ -163,8 +163,8 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
             )
 
     def _featurize(self, messages: List[Message], encoder: Any, bulk: bool = False) -> None:
-        # like the count vectors, only messages with tokens: DIET expects sequence features
-        # wherever there are sentence features ("?" alone has text but no tokens)
+        # like the count vectors, only messages with tokens: DIET, where a pipeline has it, expects
+        # sequence features wherever there are sentence features ("?" alone has text but no tokens)
         todo = [m for m in messages if m.get(TEXT) and m.get(TOKENS_NAMES[TEXT])]
         if not todo:
             return

@@ -148,9 +148,7 @@ def test_redis_going_away_mid_conversation_loses_nothing(stack: Stack) -> None:
     say(stack, sender, "你好")
     stack.stop_service("redis")
     try:
-        reply = httpx.post(
-            rest_url(stack), json={"sender": sender, "message": "怎么退款"}, timeout=60
-        )
+        reply = httpx.post(rest_url(stack), json={"sender": sender, "message": "怎么退款"}, timeout=60)
         # a clear, retryable answer instead of an empty 200
         assert reply.status_code == 503 and reply.json()["error"] == "unavailable"
     finally:

@@ -2,8 +2,8 @@
 
 Loads the model `make setup` trained (models/assistant-<hash>.tar.gz) in process; no server.
 Punctuation-only text has no tokens, so the count vectors and the sentence embedding add
-nothing and DIET (entities only) must still run; the intent classifier leaves an empty intent
-that FallbackClassifier turns into nlu_fallback.
+nothing; the intent classifier leaves an empty intent that FallbackClassifier turns into
+nlu_fallback.
 """
 
 from __future__ import annotations
@@ -44,13 +44,15 @@ def test_a_huge_message_is_classified(agent: Any) -> None:
     ("text", "intent"),
     [("hello", "greet"), ("你好", "greet"), ("转人工", "ask_human"), ("where is my order", "order_status")],
 )
-def test_plain_messages_get_their_intent_with_the_shipped_threshold(agent: Any, text: str, intent: str) -> None:
+def test_plain_messages_get_their_intent_with_the_shipped_threshold(
+    agent: Any, text: str, intent: str
+) -> None:
     parsed = parse(agent, text)
     assert parsed["intent"]["name"] == intent
     assert parsed["intent"]["confidence"] >= 0.8
 
 
-def test_entities_still_come_from_diet(agent: Any) -> None:
+def test_entities_come_from_the_regexes_glued_to_chinese_too(agent: Any) -> None:
     parsed = parse(agent, "我的订单DG202611230017到哪了")
     assert parsed["intent"]["name"] == "order_status"
     assert [e["value"] for e in parsed["entities"] if e["entity"] == "order_id"] == ["DG202611230017"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.handoff import ActionHandoff
@@ -123,7 +123,7 @@ async def test_noise_asks_to_rephrase_then_hands_off(
         messages[0]["response"] == "utter_kb_rephrase"
         and messages[0]["buttons"][0]["payload"] == "/ask_human"
     )
-    assert events == [SlotSet("kb_misses", 1)] and not log.records
+    assert events == [SlotSet("kb_misses", 1), FollowupAction("action_listen")] and not log.records
     messages, _ = await run(action, noise, "nlu_fallback", language, domain, kb_misses=1)
     assert [m["response"] for m in messages] == ["utter_kb_no_answer", "utter_handoff"]
     assert log.records[0].reason is Reason.SECOND_FALLBACK
@@ -176,3 +176,25 @@ def test_chat_text_keeps_one_bubble_and_drops_markdown() -> None:
     assert chat_text("Go to **My Orders**.\n\n1. Pick `the order`\n2. Tap __Refund__") == (
         "Go to My Orders.\n1. Pick the order\n2. Tap Refund"
     )
+
+
+@pytest.mark.parametrize("band", [(ALWAYS, ALWAYS), (NEVER, ALWAYS), (NEVER, NEVER)])
+async def test_every_band_ends_the_turn_without_a_second_prediction(
+    base_config: KnowledgeConfig, domain: dict[str, Any], band: tuple[float, float]
+) -> None:
+    action, _ = make_action(base_config, *band)
+    _, events = await run(action, QUESTIONS["en"], "nlu_fallback", "en", domain)
+    assert events[-1] == FollowupAction("action_listen")
+    assert sum(1 for e in events if e.get("event") == "followup") == 1
+
+
+async def test_inside_a_form_the_form_asks_again(
+    base_config: KnowledgeConfig, domain: dict[str, Any]
+) -> None:
+    action, _ = make_action(base_config, ALWAYS, ALWAYS)
+    tracker = make_tracker(
+        [user_event(QUESTIONS["en"], "nlu_fallback", 1_700_000_000)], slots={"language": "en"}
+    )
+    tracker.active_loop = {"name": "order_lookup_form"}
+    events = await action.run(CollectingDispatcher(), tracker, domain)
+    assert not any(e.get("event") == "followup" for e in events)
