@@ -126,14 +126,30 @@ def _summary(tracker: Tracker, topic: str, reason: Reason) -> str:
     known = {slot: tracker.get_slot(slot) for slot in _ENTITY_SLOTS if tracker.get_slot(slot)}
     if known:
         parts.append("given: " + ", ".join(f"{k}={mask_card_codes(str(v))}" for k, v in known.items()))
-    tried = [
-        e.get("name")
-        for e in tracker.events
-        if e.get("event") == "action" and str(e.get("name", "")).startswith("utter_")
-    ]
+    tried = bot_attempts(tracker.events)
     if tried:
-        parts.append("bot tried: " + ", ".join(dict.fromkeys(str(t) for t in tried)))
+        parts.append("bot tried: " + ", ".join(tried))
     return "; ".join(parts)
+
+
+# bookkeeping, not attempts to help
+_NOT_ATTEMPTS = frozenset(
+    {"action_listen", "action_session_start", "action_restart", "action_handoff", "action_deactivate_loop"}
+    | {"action_extract_slots", "action_unlikely_intent", "action_back"}
+)
+
+
+def bot_attempts(events: list[dict[str, Any]]) -> list[str]:
+    """What the bot did before the handoff, in order, once each: responses, forms, self-service
+    actions, and which knowledge article it answered with (the agent should not repeat it)."""
+    tried: list[str] = []
+    for event in events:
+        name = str(event.get("name") or "")
+        if event.get("event") == "action" and name and name not in _NOT_ATTEMPTS:
+            tried.append(name)
+        elif event.get("event") == "slot" and name == "kb_article" and event.get("value"):
+            tried.append(f"kb article {event['value']}")
+    return list(dict.fromkeys(tried))
 
 
 class ActionHandoff(Action):

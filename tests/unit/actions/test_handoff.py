@@ -160,3 +160,26 @@ async def test_a_ticket_needs_a_way_to_reach_the_customer(
     dispatcher = CollectingDispatcher()
     slots = await form.validate_ticket_contact(contact, dispatcher, make_tracker(), domain)
     assert (slots["ticket_contact"] is not None) is ok
+
+
+def test_the_summary_names_what_the_bot_tried_including_knowledge_answers() -> None:
+    from actions.handoff import bot_attempts
+
+    events = [
+        user_event("how long does a refund take", "nlu_fallback", 1_700_000_000),
+        {"event": "action", "name": "action_kb_answer"},
+        {"event": "slot", "name": "kb_article", "value": "refunds"},
+        {"event": "action", "name": "action_listen"},
+        user_event("where is my order", "order_status", 1_700_000_010),
+        {"event": "action", "name": "order_lookup_form"},
+        {"event": "action", "name": "utter_ask_order_lookup_form_order_id"},
+        {"event": "action", "name": "order_lookup_form"},
+        {"event": "action", "name": "action_deactivate_loop"},
+        {"event": "action", "name": "action_handoff"},
+    ]
+    assert bot_attempts(events) == [
+        "action_kb_answer",
+        "kb article refunds",
+        "order_lookup_form",
+        "utter_ask_order_lookup_form_order_id",
+    ]
