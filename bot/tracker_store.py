@@ -156,6 +156,11 @@ class WindowedRedisTrackerStore(TrackerStore, SerializedTrackerAsText):
             socket_connect_timeout=2,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            # redis-py retries single commands but re-raises a pipeline's ConnectionError, and
+            # after a Redis restart the pooled connections are dead: a save went to Rasa's
+            # in-memory fallback and the turn was lost. A PING before reusing a connection idle
+            # for over a second finds the dead ones and reconnects first (retried).
+            health_check_interval=1,
         )
         self.prefix = str(key_prefix or "cs")
         self.record_exp = int(record_exp) if record_exp else None

@@ -62,3 +62,27 @@ def test_a_free_lock_is_taken_at_once_and_its_ticket_removed(redis_prefix: str) 
     asyncio.run(scenario())
     left = locks.get_lock("web-free")
     assert left is None or not left.tickets
+
+
+def test_dead_pooled_connections_after_a_redis_restart_do_not_fail_a_turn(redis_prefix: str) -> None:
+    import redis
+
+    locks = store(redis_prefix)
+    name = f"{redis_prefix}-lock"
+    locks.red.connection_pool.connection_kwargs["client_name"] = name
+    admin = redis.Redis.from_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+    async def take() -> None:
+        async with locks.lock("web-restart") as lock:
+            assert lock.conversation_id == "web-restart"
+
+    asyncio.run(take())
+    # what a Redis restart leaves in the pool: connections the server has closed (only ours)
+    mine = [c["id"] for c in admin.client_list() if c.get("name") == name]
+    assert mine
+    for client_id in mine:
+        admin.client_kill_filter(_id=client_id)
+    time.sleep(1.1)
+    # the sync client reconnects by itself for single commands; the tracker store's pipelines did
+    # not (tests/integration/bot/test_tracker_store.py)
+    asyncio.run(take())

@@ -267,3 +267,40 @@ def test_restoring_events_rebuild_slots_form_and_pause(domain: Domain) -> None:
 def test_events_survive_encoding(domain: Domain) -> None:
     for event in [*turn(1), SlotSet("order_id", "订单 SC-1"), ActiveLoop(None), SessionStarted()]:
         assert decode_event(encode_event(event)) == event
+
+
+def kill_own_connections(admin: redis.Redis, name: str) -> int:
+    """Close, server-side, only the connections that carry our client name (never anyone else's)."""
+    killed = 0
+    for client in admin.client_list():
+        if client.get("name") == name:
+            admin.client_kill_filter(_id=client["id"])
+            killed += 1
+    return killed
+
+
+@run_async
+async def test_dead_pooled_connections_after_a_redis_restart_lose_no_turn(
+    store: WindowedRedisTrackerStore, sync_redis: redis.Redis, redis_prefix: str
+) -> None:
+    name = f"{redis_prefix}-conn"
+    store.client.connection_pool.connection_kwargs["client_name"] = name
+    sender = "restart"
+    await converse(store, sender, 2, {})
+    # what a Redis restart leaves behind: pooled connections the server has closed
+    assert kill_own_connections(sync_redis, name) >= 1
+    await asyncio.sleep(1.1)  # idle past the health-check interval, like a real outage
+    tracker = await store.retrieve(sender)
+    assert tracker is not None
+    for event in turn(2):
+        tracker.update(event)
+    await store.save(tracker)  # a pipeline: redis-py does not retry it by itself
+    kill_own_connections(sync_redis, name)
+    await asyncio.sleep(1.1)
+    await converse(store, sender, 1, {})
+    texts = [
+        e.text
+        for e in whole(store.domain, sender, sync_redis, redis_prefix).events
+        if isinstance(e, UserUttered)
+    ]
+    assert texts == ["message 0", "message 1", "message 2", "message 0"]
