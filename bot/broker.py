@@ -21,10 +21,8 @@ from typing import Any, Dict, Optional, Text
 from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
 from redis import asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from common.redis_options import resilient_options
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +47,7 @@ class RedisStreamBroker(EventBroker):
             port=int(kwargs.get("port") or 6379),
             db=int(kwargs.get("db") or 0),
             password=kwargs.get("password") or None,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            # a restarted Redis leaves stale pooled connections: retry on a fresh one
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            **resilient_options(),
         )
         prefix = str(kwargs.get("key_prefix") or "cs")
         return cls(client, f"{prefix}:rasa:events")

@@ -44,11 +44,8 @@ from rasa.shared.core.events import (
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.utils.common import all_subclasses
 from redis import asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from common.redis_options import resilient_options
 from common.tracker_keys import RESTORED_BEFORE, events_key, window_key
 
 logger = logging.getLogger(__name__)
@@ -152,15 +149,9 @@ class WindowedRedisTrackerStore(TrackerStore, SerializedTrackerAsText):
             port=int(port or 6379),
             db=int(db or 0),
             password=password or None,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            # redis-py retries single commands but re-raises a pipeline's ConnectionError, and
-            # after a Redis restart the pooled connections are dead: a save went to Rasa's
-            # in-memory fallback and the turn was lost. A PING before reusing a connection idle
-            # for over a second finds the dead ones and reconnects first (retried).
-            health_check_interval=1,
+            # after a Redis restart a dead pooled connection failed a save pipeline, Rasa fell
+            # back to its in-memory store and the turn was lost (common.redis_options)
+            **resilient_options(socket_timeout=5),
         )
         self.prefix = str(key_prefix or "cs")
         self.record_exp = int(record_exp) if record_exp else None

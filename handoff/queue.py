@@ -34,11 +34,8 @@ from enum import Enum
 from typing import Any
 
 from redis import asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from common.redis_options import resilient_options
 from handoff.records import HandoffRecord, Priority
 
 logger = logging.getLogger(__name__)
@@ -210,16 +207,7 @@ class HandoffQueue:
 
     @classmethod
     def create(cls, redis_url: str, prefix: str, **options: Any) -> HandoffQueue:
-        # a restarted Redis leaves stale pooled connections: retry once on a fresh one
-        client = aioredis.from_url(
-            redis_url,
-            decode_responses=True,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            health_check_interval=30,
-        )
+        client = aioredis.from_url(redis_url, decode_responses=True, **resilient_options(socket_timeout=5))
         return cls(client=client, prefix=prefix, **options)
 
     # -- keys ------------------------------------------------------------------

@@ -18,12 +18,9 @@ from enum import Enum
 from pathlib import Path
 
 from redis import asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from common.redis_options import resilient_options
 from handoff.records import HandoffRecord
 
 logger = logging.getLogger(__name__)
@@ -47,15 +44,7 @@ class HandoffRequestLog:
 
     @classmethod
     def create(cls, redis_url: str, prefix: str, spool_path: Path) -> HandoffRequestLog:
-        # a restarted Redis leaves stale pooled connections: retry on a fresh one
-        client = aioredis.from_url(
-            redis_url,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            health_check_interval=30,
-        )
+        client = aioredis.from_url(redis_url, **resilient_options())
         return cls(client=client, prefix=prefix, spool_path=spool_path)
 
     @property

@@ -16,10 +16,8 @@ from typing import Any, Dict, List, Optional, Text
 
 from rasa.core.channels.channel import CollectingOutputChannel
 from redis import asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from common.redis_options import resilient_options
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +35,7 @@ def redis_client() -> aioredis.Redis:
             port=int(os.environ.get("REDIS_PORT", "6379")),
             db=int(os.environ.get("REDIS_DB", "0")),
             password=os.environ.get("REDIS_PASSWORD") or None,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            # a restarted Redis leaves stale pooled connections: retry on a fresh one
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            **resilient_options(),
         )
     return _client
 
