@@ -28,6 +28,7 @@ from actions.conversation import (
     transcript,
     whole_conversation,
 )
+from actions.metrics import handoff_requested
 from common.masking import mask_card_codes
 from common.settings import Settings
 from common.tracker_keys import window_start
@@ -228,6 +229,7 @@ class ActionHandoff(Action):
             record.reason.value,
             record.priority.value,
         )
+        handoff_requested(record.reason.value, record.priority.value, outcome.value)
         response = self.response_for(outcome, record)
         if response == "utter_handoff" and not await self._anyone_on_duty(tracker):
             # the entrance never closes: stay queued, or leave a message for later

@@ -31,11 +31,14 @@ from typing import Any
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from redis.exceptions import RedisError
 
 from actions.conversation import customer_language, response_text
-from actions.handoff import ActionHandoff
+from actions.handoff import ActionHandoff, default_queue
+from actions.metrics import kb_outcome
 from common.language import Language
 from common.masking import mask_card_codes
+from handoff.analytics import Analytics
 from handoff.records import Reason
 from knowledge.config import KnowledgeConfig
 from knowledge.retriever import Hit, ReloadingRetriever, Retriever
@@ -103,6 +106,7 @@ SELF_SERVICE = {
 class ActionAnswerFromKnowledge(Action):
     retriever: ReloadingRetriever | None = None
     handoff: ActionHandoff | None = None
+    analytics: Analytics | None = None  # None: the stack's Redis (handoff/analytics.py)
 
     def name(self) -> str:
         return "action_kb_answer"
@@ -156,30 +160,48 @@ class ActionAnswerFromKnowledge(Action):
             # the NLU and the article agree on the topic: a lower bar than answering alone
             agree_at = (answer_at + suggest_at) / 2
             if top and top.category in categories and confidence >= agree_at:
+                kb_outcome("answer", language)
                 self.answer(dispatcher, domain, top, language)
                 return [SlotSet("kb_article", top.article_id), SlotSet("kb_misses", 0)]
             # the articles disagree with the NLU or are unsure: the curated answer for the topic
+            kb_outcome("curated", language)
             dispatcher.utter_message(response=f"utter_{intent}")
             return [SlotSet("kb_misses", 0)]
         if top and confidence >= answer_at:
+            kb_outcome("answer", language)
             self.answer(dispatcher, domain, top, language)
             return [SlotSet("kb_article", top.article_id), SlotSet("kb_misses", 0)]
         if top and confidence >= suggest_at:
+            kb_outcome("suggest", language)
             self.suggest(dispatcher, domain, hits, language)
             return [SlotSet("kb_misses", 0)]
         if not understood and _misses_in_a_row(tracker) == 0:
             buttons = [
                 {"title": response_text(domain, "utter_talk_to_person", language), "payload": "/ask_human"}
             ]
+            kb_outcome("rephrase", language)
+            await self.unanswered(tracker, text, language, "rephrase")
             dispatcher.utter_message(response="utter_kb_rephrase", buttons=buttons)
             return [SlotSet("kb_misses", 1)]
         reason = Reason.LOW_CONFIDENCE if understood else Reason.SECOND_FALLBACK
+        kb_outcome("handoff", language)
+        await self.unanswered(tracker, text, language, "handoff")
         dispatcher.utter_message(response="utter_kb_no_answer")
         events = await (self.handoff or self._handoff()).hand_off(dispatcher, tracker, reason)
         return [*events, SlotSet("kb_misses", 0)]
 
     def _handoff(self) -> ActionHandoff:
         return ActionHandoff()
+
+    async def unanswered(self, tracker: Tracker, text: str, language: str, outcome: str) -> None:
+        """Note the question for the supervisor's "top unanswered" (handoff/analytics.py)."""
+        try:
+            if self.analytics is None:
+                queue = default_queue()
+                self.analytics = Analytics(queue.client, queue.prefix)
+            await self.analytics.unanswered(text, language, outcome)
+        except RedisError as error:  # analytics must never cost the customer their answer
+            logger.warning("conversation %s: unanswered question not recorded: %s", tracker.sender_id, error)
 
     def answer(
         self, dispatcher: CollectingDispatcher, domain: dict[str, Any], hit: Hit, language: Language

@@ -272,7 +272,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="bench-handoff-"))
-    settings = private_settings(var, "bench", log_level="WARNING")
+    settings = private_settings(
+        var,
+        "bench",
+        log_level="WARNING",
+        rate_limit_burst=0,
+        rate_limit_per_minute=0,  # turn cost, not the limiter
+    )
     stack = Stack(settings=settings, log_dir=var / "log", start_redis=True)
     print("starting a private stack (Redis, action server, Rasa, handoff service)...", flush=True)
     stack.start()

@@ -75,7 +75,13 @@ def buckets(runs: list[list[float]]) -> dict[str, float]:
 
 def measure(conversations: int) -> dict[str, Any]:
     var = Path(tempfile.mkdtemp(prefix="bench-long-"))
-    settings = private_settings(var, "benchlong", log_level="WARNING")
+    settings = private_settings(
+        var,
+        "benchlong",
+        log_level="WARNING",
+        rate_limit_burst=0,
+        rate_limit_per_minute=0,  # turn cost, not the limiter
+    )
     stack = Stack(settings=settings, log_dir=var / "log", start_redis=True)
     mood = Moodbot(var / "moodbot")
     systems: dict[str, list[list[float]]] = {}

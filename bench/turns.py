@@ -427,7 +427,13 @@ def main() -> int:
         print((RESULTS / "turns.md").read_text(encoding="utf-8"))
         return 0
     var = Path(tempfile.mkdtemp(prefix="bench-turns-"))
-    settings = private_settings(var, "benchturns", log_level="WARNING")
+    settings = private_settings(
+        var,
+        "benchturns",
+        log_level="WARNING",
+        rate_limit_burst=0,
+        rate_limit_per_minute=0,  # turn cost, not the limiter
+    )
     stack = Stack(settings=settings, log_dir=var / "log", start_redis=True)
     mood = Moodbot(var / "moodbot")
     print("training stock moodbot (rasa init) ...", flush=True)

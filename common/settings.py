@@ -76,9 +76,16 @@ class Settings:
     action_port: int = 5055
     local_redis_port: int = 6380
     max_message_chars: int = 2000
+    # per sender (bot/channels/ratelimit.py): messages per 10 s and per minute; 0 turns a window off
+    rate_limit_burst: int = 8
+    rate_limit_per_minute: int = 30
+    # conversations idle longer than this are purged (handoff/retention.py); 0 = keep
+    retention_days: float = 30.0
     var_dir: Path = field(default=PROJECT_ROOT / "var")
     log_level: str = "INFO"
     public_rasa_url: str = ""  # what browsers use to reach Rasa; "" = same host, RASA_PORT
+    # pages allowed to talk to Rasa from a browser (socket.io, REST); "" = the demo page's own origins
+    allowed_origins_text: str = ""
     # messaging channels: each stays off (its webhook answers 503) until its secrets are set
     wechat_token: str = ""
     wechat_app_id: str = ""
@@ -111,9 +118,13 @@ class Settings:
             action_port=int(_env("ACTION_PORT", "5055", extra)),
             local_redis_port=local_redis_port,
             max_message_chars=int(_env("MAX_MESSAGE_CHARS", "2000", extra)),
+            rate_limit_burst=int(_env("RATE_LIMIT_BURST", "8", extra)),
+            rate_limit_per_minute=int(_env("RATE_LIMIT_PER_MINUTE", "30", extra)),
+            retention_days=float(_env("CS_RETENTION_DAYS", "30", extra)),
             var_dir=var_dir,
             log_level=_env("LOG_LEVEL", "INFO", extra).upper(),
             public_rasa_url=_env("PUBLIC_RASA_URL", "", extra).rstrip("/"),
+            allowed_origins_text=_env("CS_ALLOWED_ORIGINS", "", extra),
             wechat_token=_env("WECHAT_TOKEN", "", extra),
             wechat_app_id=_env("WECHAT_APP_ID", "", extra),
             wechat_app_secret=_env("WECHAT_APP_SECRET", "", extra),
@@ -124,6 +135,14 @@ class Settings:
             telegram_webhook_secret=_env("TELEGRAM_WEBHOOK_SECRET", "", extra),
             telegram_api_url=_env("TELEGRAM_API_URL", "https://api.telegram.org", extra).rstrip("/"),
         )
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """Browser origins Rasa accepts (CORS and socket.io's Origin check); never a wildcard by default."""
+        listed = [o.strip().rstrip("/") for o in self.allowed_origins_text.split(",") if o.strip()]
+        if listed:
+            return listed
+        return [f"http://127.0.0.1:{self.web_port}", f"http://localhost:{self.web_port}"]
 
     def channel_env(self) -> dict[str, str]:
         """The variables credentials.yml reads (all set, empty when a channel is off)."""

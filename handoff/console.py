@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,14 +21,19 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from common.masking import mask_card_codes
+from handoff.analytics import Analytics, draft_article, group_by_meaning
 from handoff.auth import AgentDirectory, LockedOut, Role, Session
 from handoff.queue import ClaimError, HandoffQueue, NotHolder, Resolution, State
 from handoff.rasa_api import CustomerTexts, RasaApi, RasaUnavailable
 from handoff.tickets import TicketBook, TicketClosed, TicketNotFound
+from knowledge.articles import ArticleError, parse_article
 
 logger = logging.getLogger(__name__)
 
 COOKIE = "cs_session"
+UNANSWERED_GROUPED = 300  # the latest questions grouped by meaning
+GROUPS_TTL_SECONDS = 60.0
+DRAFT_NAME = re.compile(r"draft-[0-9]{14}-[a-z0-9-]{1,48}\.md")
 STATIC_DIR = Path(__file__).parent / "static"
 CONSOLE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -76,6 +83,16 @@ class Close(BaseModel):
     resolution: Resolution = Resolution.RESOLVED
 
 
+class Draft(BaseModel):
+    question: str = Field(min_length=1, max_length=400)
+    language: str = Field(pattern="^(zh|en)$")
+    examples: list[str] = Field(default_factory=list, max_length=20)
+
+
+class DraftText(BaseModel):
+    text: str = Field(min_length=1, max_length=100_000)
+
+
 @dataclass
 class Services:
     queue: HandoffQueue
@@ -83,6 +100,9 @@ class Services:
     tickets: TicketBook
     rasa: RasaApi
     texts: CustomerTexts
+    # the knowledge base (for grouping unanswered questions by meaning) and where drafts go
+    knowledge: Callable[[], Any] | None = None
+    drafts_dir: Path = Path("var/kb-drafts")
 
 
 def create_router(services: Callable[[], Services]) -> APIRouter:
@@ -304,6 +324,80 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
     @router.get("/api/supervisor/stats")
     async def stats(current: Session = Depends(supervisor)) -> dict[str, Any]:
         return await services().queue.stats()
+
+    grouped: dict[str, Any] = {}
+
+    async def unanswered_groups() -> list[dict[str, Any]]:
+        current = services()
+        analytics = Analytics(current.queue.client, current.queue.prefix)
+        questions = await analytics.unanswered_questions(limit=UNANSWERED_GROUPED)
+        newest = questions[0].get("time", "") + str(len(questions)) if questions else ""
+        if grouped.get("key") == newest and time.monotonic() - grouped.get("at", 0.0) < GROUPS_TTL_SECONDS:
+            return list(grouped["groups"])
+        groups: list[dict[str, Any]] = []
+        if questions and current.knowledge is not None:
+            retriever = await asyncio.to_thread(current.knowledge().get)
+            encoder = retriever.snapshot.encoder
+            vectors = await asyncio.to_thread(encoder.encode_many, [q["text"] for q in questions])
+            groups = group_by_meaning(questions, vectors)
+            for group in groups:
+                hits = await asyncio.to_thread(retriever.search, group["question"], group["language"], 1)
+                group["nearest_article"] = hits[0].title if hits else None
+                group["category"] = hits[0].category if hits else "general"
+        elif questions:
+            # no knowledge base loaded: the same questions, counted as written
+            counts: dict[str, int] = {}
+            for q in questions:
+                counts[q["text"]] = counts.get(q["text"], 0) + 1
+            groups = [
+                {"question": t, "count": c, "language": "", "examples": [t], "category": "general"}
+                for t, c in sorted(counts.items(), key=lambda kv: -kv[1])[:10]
+            ]
+        grouped.update(key=newest, at=time.monotonic(), groups=groups)
+        return groups
+
+    @router.get("/api/supervisor/analytics")
+    async def analytics(days: int = 14, current: Session = Depends(supervisor)) -> dict[str, Any]:
+        """Containment, handoffs by reason, first response against SLA, CSAT per day; top unanswered."""
+        days = max(1, min(days, 90))
+        queue = services().queue
+        report = await Analytics(queue.client, queue.prefix).report(days)
+        try:
+            report["unanswered"] = await unanswered_groups()
+        except (FileNotFoundError, OSError) as error:
+            logger.warning("analytics: unanswered questions not grouped: %s", error)
+            report["unanswered"] = []
+        return report
+
+    @router.post("/api/supervisor/drafts")
+    async def create_draft(body: Draft, current: Session = Depends(supervisor)) -> dict[str, str]:
+        """A new knowledge-base article file, prefilled from a group of unanswered questions."""
+        path, text = await asyncio.to_thread(
+            draft_article,
+            services().drafts_dir,
+            body.question,
+            body.language,
+            [body.question, *body.examples],
+        )
+        logger.info("supervisor %s drafted %s", current.agent, path.name)
+        return {"name": path.name, "language": body.language, "path": str(path), "text": text}
+
+    @router.put("/api/supervisor/drafts/{language}/{name}")
+    async def save_draft(
+        language: str, name: str, body: DraftText, current: Session = Depends(supervisor)
+    ) -> dict[str, Any]:
+        """Save the editor's text; says whether the article would pass the knowledge base's checks."""
+        if language not in ("zh", "en") or not DRAFT_NAME.fullmatch(name):
+            raise HTTPException(status_code=404, detail="no such draft")
+        path = services().drafts_dir / language / name
+        if not path.is_file():
+            raise HTTPException(status_code=404, detail="no such draft")
+        await asyncio.to_thread(path.write_text, body.text, "utf-8")
+        try:
+            parse_article(path)
+        except ArticleError as error:
+            return {"saved": True, "valid": False, "problem": str(error)}
+        return {"saved": True, "valid": True, "problem": None}
 
     @router.websocket("/api/agent/ws")
     async def live(websocket: WebSocket) -> None:

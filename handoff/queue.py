@@ -36,6 +36,7 @@ from typing import Any
 from redis import asyncio as aioredis
 
 from common.redis_options import resilient_options
+from handoff.analytics import Analytics
 from handoff.records import HandoffRecord, Priority
 
 logger = logging.getLogger(__name__)
@@ -268,6 +269,7 @@ class HandoffQueue:
         )
         if done != 1:
             return False
+        await Analytics(self.client, self.prefix).handed_off(record.conversation_id, record.reason.value)
         logger.info(
             "conversation %s: queued (%s, %s)",
             record.conversation_id,
@@ -383,7 +385,11 @@ class HandoffQueue:
         logger.info("conversation %s: claimed by %s", conversation_id, agent)
         conversation = await self.get(conversation_id)
         assert conversation is not None
-        late = datetime.fromisoformat(conversation.record.sla_due).timestamp() < time.time()
+        now = time.time()
+        late = datetime.fromisoformat(conversation.record.sla_due).timestamp() < now
+        if await self.client.hsetnx(self.conv_key(conversation_id), "first_response_at", str(now)):
+            waited = now - datetime.fromisoformat(conversation.record.created).timestamp()
+            await Analytics(self.client, self.prefix).first_response(waited, not late)
         # a requeued conversation claimed again is still one breach
         if late and await self.client.hsetnx(self.conv_key(conversation_id), "breach_counted", "1"):
             await self.client.incr(self.key("stats", "sla_breaches"))
@@ -514,6 +520,7 @@ class HandoffQueue:
             return False
         if await self.client.hsetnx(key, "rating", str(rating)):
             await self.client.hincrby(self.key("stats", "ratings"), str(rating), 1)
+            await Analytics(self.client, self.prefix).rated(rating)
         await self.client.xadd(
             self.events_key,
             QueueEvent("rated", conversation_id, data={"rating": rating}).to_fields(),

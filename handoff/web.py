@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from common.ids import valid_conversation_id
 from common.settings import Settings
+from handoff import metrics as queue_metrics
 from handoff.auth import AgentDirectory
 from handoff.console import COOKIE, Services
 from handoff.console import create_router as console_router
@@ -45,6 +46,47 @@ HTTP_REQUESTS = Counter("web_http_requests_total", "HTTP requests", ["path", "st
 HISTORY_LATENCY = Histogram("web_history_seconds", "Time to fetch a chat history from Rasa")
 
 
+# What the widget may load from another site's page: its script and the socket.io client.
+EMBEDDABLE_PATHS = ("/widget.js", "/static/vendor/")
+# JSON, scripts, styles: nothing in them may run, frame or load anything
+NON_PAGE_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def demo_csp(rasa_origin: str) -> str:
+    """The demo page's policy: our scripts only; talk to us and to Rasa (its socket.io included).
+
+    Styles allow 'unsafe-inline' because the widget puts its stylesheet into a <style> element it
+    creates (it must work on any shop's page without a second request); scripts never do.
+    """
+    socket_origin = rasa_origin.replace("https://", "wss://").replace("http://", "ws://")
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        f"connect-src 'self' {rasa_origin} {socket_origin}; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'; object-src 'none'"
+    )
+
+
+def add_security_headers(path: str, response: Response) -> None:
+    """Headers every response of the service carries; pages bring their own CSP, the rest get NON_PAGE_CSP."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    embeddable = path.startswith(EMBEDDABLE_PATHS)
+    response.headers.setdefault(
+        "Cross-Origin-Resource-Policy", "cross-origin" if embeddable else "same-origin"
+    )
+    response.headers.setdefault("Content-Security-Policy", NON_PAGE_CSP)
+    if path.startswith("/api/"):
+        # agent data must not sit in shared or browser caches
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
 def create_app(settings: Settings | None = None, run_workers: bool = True) -> FastAPI:
     settings = settings or Settings.from_env()
     state: dict[str, Any] = {}
@@ -59,6 +101,8 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
                 tickets=TicketBook(queue.client, settings.key_prefix),
                 rasa=RasaApi(settings.rasa_url, settings.rasa_token),
                 texts=CustomerTexts(),
+                knowledge=knowledge,
+                drafts_dir=settings.var_dir / "kb-drafts",
             )
         found: Services = state["services"]
         return found
@@ -67,7 +111,13 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if run_workers:
             current = services()
-            workers = Workers(current.queue, current.rasa, current.texts, consumer_name())
+            workers = Workers(
+                current.queue,
+                current.rasa,
+                current.texts,
+                consumer_name(),
+                retention_days=settings.retention_days,
+            )
             state["workers"] = asyncio.create_task(workers.run())
         yield
         if "workers" in state:
@@ -102,7 +152,10 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
             raise HTTPException(status_code=401, detail="log in first")
         return JSONResponse(app.openapi())
 
-    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
+    # the widget on a shop's page reads its history from here: the same allow-list Rasa uses
+    app.add_middleware(
+        CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET"], allow_headers=["*"]
+    )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     demo_html = (STATIC_DIR / "demo.html").read_text(encoding="utf-8")
 
@@ -127,6 +180,7 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
         response: Response = await call_next(request)
         route = request.scope.get("route")
         HTTP_REQUESTS.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
+        add_security_headers(request.url.path, response)
         return response
 
     @app.get("/", response_class=HTMLResponse)
@@ -134,7 +188,10 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
         rasa_public = (
             settings.public_rasa_url or f"{request.url.scheme}://{request.url.hostname}:{settings.rasa_port}"
         )
-        return HTMLResponse(demo_html.replace("{{RASA_URL}}", rasa_public))
+        return HTMLResponse(
+            demo_html.replace("{{RASA_URL}}", rasa_public),
+            headers={"Content-Security-Policy": demo_csp(rasa_public)},
+        )
 
     @app.get("/widget.js")
     async def widget() -> FileResponse:
@@ -165,8 +222,29 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/readyz")
+    async def ready() -> JSONResponse:
+        checks = {"redis": False, "rasa": False}
+        try:
+            checks["redis"] = bool(await services().queue.client.ping())
+        except RedisError as error:
+            logger.warning("readiness: Redis does not answer: %s", error)
+        try:
+            checks["rasa"] = (await rasa_client().get("/")).status_code == 200
+        except httpx.HTTPError as error:
+            logger.warning("readiness: Rasa does not answer: %s", error)
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+        )
+
     @app.get("/metrics")
     async def metrics() -> Response:
+        try:
+            await queue_metrics.refresh(services().queue)
+        except RedisError as error:
+            # the process's own metrics are still worth a scrape
+            logger.warning("metrics: queue figures unavailable: %s", error)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

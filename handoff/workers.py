@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from handoff.analytics import Analytics
 from handoff.queue import Conversation, HandoffQueue, State
 from handoff.rasa_api import CustomerTexts, RasaApi, RasaUnavailable
 from handoff.records import attachment_text
@@ -129,6 +131,13 @@ class Workers:
     texts: CustomerTexts
     consumer: str
     orphan_check_seconds: float = 10.0
+    # conversations idle longer are purged once a day (handoff/retention.py); 0 = never
+    retention_days: float = 0.0
+    retention_check_seconds: float = 600.0
+
+    @property
+    def analytics(self) -> Analytics:
+        return Analytics(self.queue.client, self.queue.prefix)
 
     @property
     def rasa_stream(self) -> str:
@@ -141,7 +150,19 @@ class Workers:
             self._forever(self.notify_once, "notify"),
             self._forever(self.failures_once, "failures"),
             self._forever(self.recover_once, "recover", pause=self.orphan_check_seconds),
+            self._forever(self.retention_once, "retention", pause=self.retention_check_seconds),
         )
+
+    async def retention_once(self) -> None:
+        """The daily purge; of several web replicas, the first to take the day's key runs it."""
+        if self.retention_days <= 0:
+            return
+        from handoff.retention import purge
+
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        key = f"{self.queue.prefix}:retention:ran:{day}"
+        if await self.queue.client.set(key, self.consumer, nx=True, ex=2 * 86400):
+            await purge(self.queue.client, self.queue.prefix, self.retention_days)
 
     async def _forever(self, step: Any, name: str, pause: float = 0.0) -> None:
         while True:
@@ -170,6 +191,14 @@ class Workers:
             try:
                 event = json.loads(fields["event"])
                 conversation_id = str(event.get("sender_id") or "")
+                if (
+                    conversation_id
+                    and event.get("event") == "user"
+                    and not (event.get("metadata") or {}).get("automatic")
+                ):
+                    await self.analytics.saw_customer(
+                        conversation_id, float(event.get("timestamp") or time.time())
+                    )
                 line = customer_line(event)
                 if conversation_id and line and await self._after_request(conversation_id, event):
                     speaker, text, agent = line

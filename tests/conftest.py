@@ -124,6 +124,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, platforms: Any) -> Any:
         telegram_bot_token=TELEGRAM_TEST_TOKEN,
         telegram_webhook_secret=TELEGRAM_TEST_SECRET,
         telegram_api_url=platforms["telegram"].url,
+        # room for the longest test conversation; tests/integration/test_security.py fills a window itself
+        rate_limit_burst=50,
+        rate_limit_per_minute=200,
     )
     running = Stack(settings=settings, log_dir=var / "log", start_redis=True, quiet=True)
     try:

@@ -7,6 +7,8 @@ Differences from stock Rasa, each answering a measured problem:
   machine-readable error, never a stack trace;
 - empty and over-long messages get an answer in the customer's language
   (see ``guard``);
+- a sender over the rate limit (bot/channels/ratelimit.py) gets 429 with
+  Retry-After and a polite line in their language; Rasa never sees the flood;
 - a failure while processing returns 503 instead of an empty 200, so a client
   knows to retry (the Redis lock store keeps retries in order);
 - agents' lines and queue updates, which arrive between requests, are parked
@@ -30,6 +32,8 @@ from sanic.response import HTTPResponse
 from bot.channels.guard import inspect_message, valid_sender_id
 from bot.channels.messaging import error_response
 from bot.channels.outbox import RedisOutbox, drain, restore
+from bot.channels.ratelimit import notice, sender_limit
+from bot.observability import refused, timed
 from common.masking import default_sealer
 
 logger = logging.getLogger(__name__)
@@ -78,6 +82,7 @@ class RestChannel(InputChannel):
         return payload
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        on_new_message = timed(self.name(), on_new_message)
         webhook = Blueprint("hardened_rest_webhook", __name__)
 
         @webhook.route("/", methods=["GET"])
@@ -90,6 +95,14 @@ class RestChannel(InputChannel):
             if isinstance(parsed, HTTPResponse):
                 return parsed
             sender_id: str = parsed["sender"]
+            verdict = await sender_limit().check(sender_id)
+            if not verdict.allowed:
+                refused(self.name(), "rate_limited")
+                refusal = error_response(
+                    429, "rate_limited", notice(parsed.get("message"), verdict.retry_after)
+                )
+                refusal.headers["Retry-After"] = str(verdict.retry_after)
+                return refusal
             inspected = inspect_message(
                 parsed.get("message"), self.max_message_chars, default_sealer(), parsed.get("metadata")
             )

@@ -23,9 +23,16 @@ from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
 from bot.channels.guard import inspect_message, valid_sender_id
+from bot.channels.ratelimit import notice, sender_limit
+from bot.observability import refused, timed
 from common.masking import default_sealer
 
 logger = logging.getLogger(__name__)
+
+
+def allowed_origins() -> list[str]:
+    """CS_ALLOWED_ORIGINS, comma separated (the run command always sets it)."""
+    return [o.strip().rstrip("/") for o in os.environ.get("CS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
 
 
 class WidgetSocketChannel(SocketIOInput):
@@ -52,8 +59,12 @@ class WidgetSocketChannel(SocketIOInput):
     max_message_chars: int = 2000
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        # cors_allowed_origins=[] leaves CORS to Rasa's --cors setting
+        on_new_message = timed(self.name(), on_new_message)
+        # cors_allowed_origins=[]: engine.io adds no CORS headers of its own (Rasa's --cors adds
+        # them to polling responses; both would make two Access-Control-Allow-Origin headers,
+        # which browsers refuse). The Origin check is done in connect() instead.
         sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[])
+        origins = allowed_origins()
         socketio_webhook = SocketBlueprint(sio, self.socketio_path, "socketio_webhook", __name__)
         self.sio = sio
 
@@ -63,6 +74,13 @@ class WidgetSocketChannel(SocketIOInput):
 
         @sio.on("connect", namespace=self.namespace)
         async def connect(sid: Text, environ: Dict, auth: Optional[Dict]) -> bool:
+            # Browsers do not apply CORS to websockets: this check is what stops another site's
+            # page from opening a customer's conversation. Clients without an Origin header
+            # (curl, the Python client) are not browsers and cannot be fooled into sending one.
+            origin = environ.get("HTTP_ORIGIN")
+            if origin and origin.rstrip("/") not in origins:
+                logger.warning("socket %s refused: origin %r is not in CS_ALLOWED_ORIGINS", sid, origin)
+                return False
             return True
 
         @sio.on("session_request", namespace=self.namespace)
@@ -89,6 +107,16 @@ class WidgetSocketChannel(SocketIOInput):
                 )
                 return
             session_id: str = data["session_id"]
+            verdict = await sender_limit().check(session_id)
+            if not verdict.allowed:
+                refused(self.name(), "rate_limited")
+                # said to this socket only, every time: the widget shows why nothing else came
+                await sio.emit(
+                    self.bot_message_evt,
+                    {"text": notice(data.get("message"), verdict.retry_after), "rate_limited": True},
+                    room=sid,
+                )
+                return
             metadata = data.get(self.metadata_key) or {}
             if isinstance(metadata, str):
                 try:

@@ -49,6 +49,8 @@ from bot.channels.messaging import (
     utf16_len,
 )
 from bot.channels.outbox import redis_client
+from bot.channels.ratelimit import notice, sender_limit
+from bot.observability import refused, timed
 from common.language import normalise_language
 from common.masking import default_sealer
 
@@ -249,6 +251,7 @@ class TelegramChannel(InputChannel):
         return bool(given) and hmac.compare_digest(given.encode(), self.webhook_secret.encode())
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        on_new_message = timed(self.name(), on_new_message)
         webhook = Blueprint("hardened_telegram_webhook", __name__)
 
         @webhook.route("/", methods=["GET"])
@@ -284,6 +287,14 @@ class TelegramChannel(InputChannel):
             if not await self.dedupe.claim(token):
                 logger.info("conversation %s: Telegram retry of update %s ignored", turn.sender_id, token)
                 return response.json({"ok": True, "duplicate": True})
+            verdict = await sender_limit().check(turn.sender_id)
+            if not verdict.allowed:
+                refused(CHANNEL, "rate_limited")
+                if verdict.notify and self.api is not None:
+                    # one notice per window, not one per message of a flood
+                    text = notice(turn.text, verdict.retry_after, turn.language)
+                    await TelegramOutput(self.api, self.callbacks).send_text_message(turn.sender_id, text)
+                return response.json({"ok": True, "rate_limited": True})
             # the turn runs on even if this request is cut off (a long 429 wait, Telegram giving up):
             # half a turn is worse than a late one, and its failure must free the update_id
             task = asyncio.create_task(self._run(turn, on_new_message))

@@ -61,6 +61,8 @@ from bot.channels.messaging import (
     utf8_len,
 )
 from bot.channels.outbox import redis_client
+from bot.channels.ratelimit import notice, sender_limit
+from bot.observability import refused, timed
 from common.language import detect_language, normalise_language
 from common.masking import default_sealer
 
@@ -549,6 +551,7 @@ class WeChatInput(InputChannel):
 
     # -- routes ---------------------------------------------------------------------
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        on_new_message = timed(self.name(), on_new_message)
         webhook = Blueprint("wechat_webhook", __name__)
 
         @webhook.route("/", methods=["GET"])
@@ -657,6 +660,11 @@ class WeChatInput(InputChannel):
         if not await self.dedupe.claim(inbound.dedupe_token):
             logger.info("conversation %s: WeChat retry of %s ignored", sender_id, inbound.dedupe_token)
             return None
+        verdict = await sender_limit().check(sender_id)
+        if not verdict.allowed:
+            refused(CHANNEL, "rate_limited")
+            # one notice per window: each reply would count against the account's API quota
+            return notice(inbound.content, verdict.retry_after) if verdict.notify else None
         try:
             text, metadata = await self._to_rasa(inbound, sender_id)
         except Exception:

@@ -226,6 +226,7 @@
     $('#me-name').textContent = me.name;
     $('#me-role').textContent = me.role;
     show($('#tab-supervisor'), me.role === 'supervisor');
+    show($('#tab-analytics'), me.role === 'supervisor');
     showTab('queue');
     loadQueue();
     state.wsWanted = true;
@@ -275,7 +276,8 @@
   /* ------------------------------------------------------------------ */
 
   function showTab(name) {
-    if (name === 'supervisor' && !(state.me && state.me.role === 'supervisor')) name = 'queue';
+    const supervisorOnly = name === 'supervisor' || name === 'analytics';
+    if (supervisorOnly && !(state.me && state.me.role === 'supervisor')) name = 'queue';
     state.tab = name;
     for (const tab of document.querySelectorAll('.tab')) {
       const active = tab.dataset.tab === name;
@@ -285,8 +287,10 @@
     show($('#queue-view'), name === 'queue');
     show($('#tickets'), name === 'tickets');
     show($('#supervisor'), name === 'supervisor');
+    show($('#analytics'), name === 'analytics');
     clearInterval(state.supervisorTimer);
     if (name === 'tickets') loadTickets();
+    if (name === 'analytics') loadAnalytics();
     if (name === 'supervisor') {
       loadStats();
       state.supervisorTimer = setInterval(loadStats, SUPERVISOR_MS);
@@ -961,6 +965,142 @@
     return svg;
   }
 
+  /* ------------------------------------------------------------------ */
+  /* Analytics (supervisors)                                             */
+  /* ------------------------------------------------------------------ */
+
+  const pct = (v) => (typeof v === 'number' ? `${Math.round(v * 100)}%` : '–');
+
+  async function loadAnalytics() {
+    if (state.tab !== 'analytics' || !state.me || state.me.role !== 'supervisor') return;
+    const days = Number($('#analytics-days').value) || 14;
+    try {
+      const r = await api('GET', `/api/supervisor/analytics?days=${days}`);
+      if (state.tab === 'analytics') renderAnalytics(r || {});
+    } catch (err) {
+      report(err);
+    }
+  }
+
+  function renderAnalytics(r) {
+    const t = r.totals || {};
+    const rows = r.days || [];
+    setText('#an-containment', pct(t.containment));
+    setText('#an-containment-note', `${Math.max((t.conversations || 0) - (t.handoffs || 0), 0)} of ${t.conversations || 0} without a person`);
+    setText('#an-conversations', t.conversations ?? 0);
+    setText('#an-handoffs', t.handoffs ?? 0);
+    setText('#an-within-sla', pct(t.first_response_within_sla));
+    setText('#an-first-note', `${t.first_responses || 0} first response${t.first_responses === 1 ? '' : 's'}`);
+    setText('#an-csat', typeof t.csat_average === 'number' ? t.csat_average.toFixed(1) : '–');
+    setText('#an-csat-note', `${t.ratings || 0} rating${t.ratings === 1 ? '' : 's'}`);
+    const day = (d) => d.date.slice(5);
+    $('#chart-containment').replaceChildren(columnChart(rows.map((d) =>
+      ({ label: day(d), value: d.containment == null ? null : Math.round(d.containment * 100) })), 100));
+    $('#chart-first-response').replaceChildren(columnChart(rows.map((d) => {
+      const f = d.first_response || {};
+      return { label: day(d), value: f.count ? Math.round((100 * f.within_sla) / f.count) : null };
+    }), 100));
+    $('#chart-csat-trend').replaceChildren(columnChart(rows.map((d) =>
+      ({ label: day(d), value: (d.csat || {}).average ?? null })), 5));
+    $('#chart-reasons').replaceChildren(barChart(Object.entries(t.handoffs_by_reason || {})
+      .map(([reason, n]) => ({ label: reason, value: n || 0, color: '#57606a' }))));
+    renderUnanswered(r.unanswered || []);
+    setText('#analytics-updated', `Updated ${new Date().toLocaleTimeString()}`);
+  }
+
+  function renderUnanswered(groups) {
+    const body = $('#unanswered tbody');
+    if (!groups.length) {
+      body.replaceChildren(el('tr', null, el('td', { colspan: '5', class: 'muted' }, 'Nothing unanswered in this period.')));
+      return;
+    }
+    body.replaceChildren(...groups.map((g) => {
+      const examples = (g.examples || []).filter((x) => x !== g.question);
+      const button = el('button', { class: 'btn small', type: 'button', onclick: () => draftArticle(g, button) }, 'Draft KB article');
+      return el('tr', { class: 'unanswered-row' },
+        el('td', null, g.question,
+          examples.length ? el('details', null, el('summary', null, `${examples.length} more way${examples.length === 1 ? '' : 's'} it was asked`),
+            el('ul', null, examples.map((x) => el('li', null, x)))) : null),
+        el('td', { class: 'unanswered-count' }, String(g.count)),
+        el('td', null, g.language || ''),
+        el('td', null, g.nearest_article || el('span', { class: 'muted' }, 'none')),
+        el('td', null, button));
+    }));
+  }
+
+  async function draftArticle(group, button) {
+    button.disabled = true;
+    try {
+      const d = await api('POST', '/api/supervisor/drafts', {
+        question: group.question, language: group.language === 'zh' ? 'zh' : 'en', examples: (group.examples || []).slice(0, 20),
+      });
+      openDraft(d);
+    } catch (err) {
+      report(err);
+    } finally {
+      if (button.isConnected) button.disabled = false;
+    }
+  }
+
+  function openDraft(d) {
+    const dialog = $('#draft-dialog');
+    state.draft = d;
+    $('#draft-path').textContent = d.path;
+    $('#draft-lang').textContent = d.language;
+    $('#draft-text').value = d.text;
+    $('#draft-status').textContent = '';
+    refreshDownload();
+    if (typeof dialog.showModal === 'function') dialog.showModal(); else dialog.setAttribute('open', '');
+    $('#draft-text').focus();
+  }
+
+  function refreshDownload() {
+    const link = $('#draft-download');
+    if (link.href && link.href.startsWith('blob:')) URL.revokeObjectURL(link.href);
+    link.href = URL.createObjectURL(new Blob([$('#draft-text').value], { type: 'text/markdown' }));
+    link.download = state.draft ? state.draft.name : 'draft.md';
+  }
+
+  async function saveDraft() {
+    if (!state.draft) return;
+    const status = $('#draft-status');
+    try {
+      const r = await api('PUT', `/api/supervisor/drafts/${enc(state.draft.language)}/${enc(state.draft.name)}`, { text: $('#draft-text').value });
+      status.textContent = r.valid ? 'Saved. The article passes the knowledge-base checks.' : `Saved, but not publishable yet: ${r.problem}`;
+      refreshDownload();
+    } catch (err) {
+      report(err);
+    }
+  }
+
+  /** Column chart as inline SVG; null values are drawn as an empty slot. */
+  function columnChart(items, max) {
+    const width = 560;
+    const height = 150;
+    const bottom = 20;
+    const top = 14;
+    const n = Math.max(items.length, 1);
+    const slot = width / n;
+    const svg = svgEl('svg', {
+      viewBox: `0 0 ${width} ${height}`, width: '100%', height, class: 'column-chart', role: 'img',
+      'aria-label': items.map((i) => `${i.label}: ${i.value == null ? 'no data' : i.value}`).join(', ') || 'No data',
+    });
+    const top_ = Math.max(max || 0, ...items.map((i) => i.value || 0), 1);
+    items.forEach((item, i) => {
+      const x = i * slot + slot * 0.15;
+      const w = slot * 0.7;
+      const full = height - bottom - top;
+      const h = item.value == null ? 2 : Math.max(2, (full * item.value) / top_);
+      const rect = svgEl('rect', { x, y: height - bottom - h, width: w, height: h, rx: 2, class: item.value == null ? 'col-empty' : 'col', 'data-value': item.value ?? '' });
+      rect.appendChild(svgEl('title', null, `${item.label}: ${item.value == null ? 'no data' : item.value}`));
+      svg.appendChild(rect);
+      if (item.value != null && n <= 16) svg.appendChild(svgEl('text', { x: x + w / 2, y: height - bottom - h - 3, 'text-anchor': 'middle', class: 'axis' }, item.value));
+      // at most ~8 day labels, the latest always among them
+      if ((n - 1 - i) % Math.ceil(n / 8) === 0) svg.appendChild(svgEl('text', { x: x + w / 2, y: height - 6, 'text-anchor': 'middle', class: 'axis' }, item.label));
+    });
+    return svg;
+  }
+
   function renderAgents() {
     const body = $('#agents tbody');
     if (!body) return;
@@ -1062,6 +1202,9 @@
     $('#login-form').addEventListener('submit', onLoginSubmit);
     $('#logout').addEventListener('click', logout);
     $('#tickets-refresh').addEventListener('click', loadTickets);
+    $('#analytics-days').addEventListener('change', loadAnalytics);
+    $('#draft-save').addEventListener('click', saveDraft);
+    $('#draft-text').addEventListener('input', () => { $('#draft-status').textContent = 'Not saved yet.'; });
     for (const tab of document.querySelectorAll('.tab')) {
       tab.addEventListener('click', () => showTab(tab.dataset.tab));
     }

@@ -107,6 +107,12 @@ def test_login_claim_reply_close_and_customer_text_stays_text(console: Any, stac
     console.locator("#reply").fill("Hi, this is the support team. Let me check that code.")
     console.locator("#send").click()
     transcript.get_by_text("Hi, this is the support team. Let me check that code.").wait_for()
+    # an agent's own markup (pasted from somewhere) stays text too
+    agent_markup = "<img src=x onerror=alert(4)> pasted"
+    console.locator("#reply").fill(agent_markup)
+    console.locator("#send").click()
+    transcript.get_by_text(agent_markup, exact=True).wait_for()
+    assert console.locator("#transcript img").count() == 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     console.screenshot(path=str(ARTIFACTS / "console.png"))
 

@@ -114,6 +114,56 @@ def test_customer_html_is_shown_as_text(page: Any) -> None:
     assert dialogs == []
 
 
+def test_agent_and_knowledge_markup_is_shown_as_text(page: Any, stack: Stack) -> None:
+    """An agent line and a knowledge answer with button titles, carrying markup, stay text.
+
+    Both reach the widget as bot messages: the agent's through Rasa's tracker events API
+    (handoff/rasa_api.py, the console's path), the knowledge answer as the action server's
+    message with article titles on its buttons.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from handoff.rasa_api import RasaApi
+
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.wait_for_function("() => document.querySelector('#starcard-chat').shadowRoot.querySelector('.bot')")
+    send(page, "hello")
+    session = page.evaluate(
+        "() => JSON.parse(localStorage.getItem(Object.keys(localStorage)"
+        ".find(k => k.startsWith('starcard-chat:'))))['session_id']"
+    )
+    agent_line = "<img src=x onerror=alert(7)> your code is fine"
+    kb_answer = "<script>alert(8)</script>Top up in **Wallet**\n(Source: <a href=javascript:alert(9)>x</a>)"
+    buttons = [{"title": "<img src=y onerror=alert(10)>", "payload": "/ask_human"}]
+
+    async def deliver() -> None:
+        api = RasaApi(stack.settings.rasa_url, stack.settings.rasa_token)
+        try:
+            await api.say(session, agent_line, agent="tester")
+            await api.say(session, kb_answer, buttons=buttons)
+        finally:
+            await api.close()
+
+    before = page.locator("#starcard-chat .bot").count()
+    # Playwright's sync API runs a loop in this thread: deliver from another one
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, deliver()).result(timeout=30)
+    page.wait_for_function(
+        "n => document.querySelector('#starcard-chat').shadowRoot.querySelectorAll('.bot').length >= n + 2",
+        arg=before,
+    )
+    shown = bot_texts(page)
+    assert agent_line in shown[-2]
+    assert "<script>alert(8)</script>" in shown[-1] and "javascript:alert(9)" in shown[-1]
+    assert page.locator("#starcard-chat .log img, #starcard-chat .log script").count() == 0
+    assert page.locator("#starcard-chat .log a[href^='javascript']").count() == 0
+    assert page.get_by_role("button", name="<img src=y onerror=alert(10)>").count() >= 1
+    page.wait_for_timeout(500)
+    assert dialogs == []
+
+
 def test_phone_viewport(browser: Any, stack: Stack) -> None:
     context = browser.new_context(
         locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True

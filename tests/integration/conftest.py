@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis
 
+from handoff.queue import HandoffQueue
 from scripts.stack import free_port, redis_ping
 
 
@@ -38,3 +41,15 @@ def redis_url() -> Any:
     finally:
         server.terminate()
         server.wait()
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[HandoffQueue]:
+    """A queue client on the machine's Redis under a fresh key prefix, deleted afterwards."""
+    prefix = "tq" + secrets.token_hex(4)
+    q = HandoffQueue.create(redis_url, prefix)
+    yield q
+    keys = [k async for k in q.client.scan_iter(match=f"{prefix}:*", count=1000)]
+    if keys:
+        await q.client.delete(*keys)
+    await q.close()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,17 +16,6 @@ from handoff.records import HandoffRecord, Priority, Reason
 from handoff.tickets import TicketBook, TicketClosed
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def queue(redis_url: str) -> AsyncIterator[HandoffQueue]:
-    prefix = "tq" + secrets.token_hex(4)
-    q = HandoffQueue.create(redis_url, prefix)
-    yield q
-    keys = [k async for k in q.client.scan_iter(match=f"{prefix}:*", count=1000)]
-    if keys:
-        await q.client.delete(*keys)
-    await q.close()
 
 
 def record(cid: str, priority: Priority = Priority.NORMAL, minutes_ago: int = 0) -> HandoffRecord:

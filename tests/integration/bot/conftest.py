@@ -24,6 +24,7 @@ def redis_prefix(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh Redis namespace for the channel's keys (dedupe, tokens, choices)."""
     import bot.channels.messaging as messaging
     import bot.channels.outbox as outbox
+    import bot.channels.ratelimit as ratelimit
 
     url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     parsed = urlparse(url)
@@ -41,6 +42,8 @@ def redis_prefix(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     # each test runs its own event loop: no client may outlive it
     monkeypatch.setattr(outbox, "_client", None)
     monkeypatch.setattr(messaging, "_session", None)
+    # tests that are not about the rate limit send as fast as they like; test_ratelimit sets its own
+    monkeypatch.setattr(ratelimit, "_limit", ratelimit.SenderRateLimit(burst=0, per_minute=0, prefix=prefix))
     yield prefix
     keys = list(client.scan_iter(f"{prefix}:*"))
     if keys:

@@ -45,10 +45,21 @@ def base_config(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeConfig:
     return config
 
 
+class FakeAnalytics:
+    """Stands in for handoff.analytics.Analytics (Redis): records the unanswered questions."""
+
+    def __init__(self) -> None:
+        self.questions: list[tuple[str, str, str]] = []
+
+    async def unanswered(self, text: str, language: str, outcome: str) -> None:
+        self.questions.append((text, language, outcome))
+
+
 def make_action(
     config: KnowledgeConfig, answer: float, suggest: float
 ) -> tuple[ActionAnswerFromKnowledge, FakeRequestLog]:
     action = ActionAnswerFromKnowledge()
+    action.analytics = FakeAnalytics()  # type: ignore[assignment]
     action.retriever = ReloadingRetriever(replace(config, answer_threshold=answer, suggest_threshold=suggest))
     log = FakeRequestLog()
     handoff = ActionHandoff()
@@ -127,6 +138,21 @@ async def test_noise_asks_to_rephrase_then_hands_off(
     messages, _ = await run(action, noise, "nlu_fallback", language, domain, kb_misses=1)
     assert [m["response"] for m in messages] == ["utter_kb_no_answer", "utter_handoff"]
     assert log.records[0].reason is Reason.SECOND_FALLBACK
+    # both misses are noted for the supervisor's "top unanswered questions"
+    assert action.analytics.questions == [  # type: ignore[union-attr]
+        (noise, language, "rephrase"),
+        (noise, language, "handoff"),
+    ]
+
+
+async def test_answered_questions_are_not_noted_as_unanswered(
+    base_config: KnowledgeConfig, domain: dict[str, Any]
+) -> None:
+    action, _ = make_action(base_config, ALWAYS, ALWAYS)
+    await run(action, QUESTIONS["en"], "nlu_fallback", "en", domain)
+    action_suggest, _ = make_action(base_config, NEVER, ALWAYS)
+    await run(action_suggest, QUESTIONS["en"], "nlu_fallback", "en", domain)
+    assert action.analytics.questions == [] and action_suggest.analytics.questions == []  # type: ignore[union-attr]
 
 
 async def test_a_known_topic_uses_the_article_only_when_the_topics_agree(
