@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from common.masking import mask_card_codes
+from common.redaction import redact
 from handoff.analytics import Analytics, draft_article, group_by_meaning
 from handoff.auth import AgentDirectory, LockedOut, Role, Session
 from handoff.queue import ClaimError, HandoffQueue, NotHolder, Resolution, State
@@ -105,6 +106,21 @@ class Services:
     drafts_dir: Path = Path("var/kb-drafts")
 
 
+def masked_summary(conversation: Any) -> dict[str, Any]:
+    """What agents see of a conversation: phone numbers, e-mails, bank cards and ID numbers masked.
+
+    Nothing an agent does in the console needs them whole (a ticket's contact, which the reply goes
+    to, is shown as the customer left it); card codes are masked before Rasa sees them anyway.
+    """
+    summary: dict[str, Any] = conversation.summary_json()
+    summary["summary"] = redact(str(summary.get("summary") or ""))
+    return summary
+
+
+def masked_line(line: dict[str, Any]) -> dict[str, Any]:
+    return {**line, "text": redact(str(line.get("text") or ""))} if line else line
+
+
 def create_router(services: Callable[[], Services]) -> APIRouter:
     router = APIRouter(tags=["agents"])
 
@@ -184,8 +200,8 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
 
         return {
             "now": datetime.now(timezone.utc).isoformat(),
-            "waiting": [c.summary_json() for c in await queue.waiting()],
-            "active": [c.summary_json() for c in active],
+            "waiting": [masked_summary(c) for c in await queue.waiting()],
+            "active": [masked_summary(c) for c in active],
             "agents": agents,
         }
 
@@ -197,7 +213,7 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
             for line in found.record.transcript
         ]
         transcript += await services().queue.lines(conversation_id)
-        return {**found.summary_json(), "transcript": transcript}
+        return {**masked_summary(found), "transcript": [masked_line(line) for line in transcript]}
 
     @router.post("/api/conversations/{conversation_id}/claim")
     async def claim(conversation_id: str, current: Session = Depends(session)) -> dict[str, Any]:
@@ -212,7 +228,7 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
             await services().rasa.say(conversation_id, text, agent=current.agent)
         except RasaUnavailable as error:
             logger.error("conversation %s: claimed, but Rasa is unreachable: %s", conversation_id, error)
-        return claimed.summary_json()
+        return masked_summary(claimed)
 
     async def holder_or_403(conversation_id: str, current: Session) -> Any:
         found = await conversation_or_404(conversation_id)
@@ -432,7 +448,7 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
                             {
                                 "type": "line",
                                 "conversation_id": event.conversation_id,
-                                "line": event.data.get("line"),
+                                "line": masked_line(event.data.get("line") or {}),
                             }
                         )
                     else:

@@ -7,6 +7,7 @@ server, handoff service with its workers); restarts the handoff service once.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 import uuid
@@ -280,3 +281,30 @@ async def test_a_transfer_needs_another_agent_who_is_online(stack: Stack) -> Non
     finally:
         await queue.close()
         await agent.close()
+
+
+async def test_agents_see_phone_numbers_and_emails_masked(stack: Stack) -> None:
+    """The transcript and summary in the console API mask personal values; the live line does too."""
+    agent = await Agent.create(stack, "mia-" + secrets.token_hex(3))
+    try:
+        sender = "ho-mask-" + uuid.uuid4().hex[:8]
+        await rest_say(stack, sender, "my order never arrived, reach me at li.si@example.com")
+        await rest_say(stack, sender, "I want to talk to a human")
+        await eventually(lambda: _in_queue(agent, sender), what="the conversation in the queue")
+        await agent.post(f"/api/conversations/{sender}/claim")
+        await rest_say(stack, sender, "or call 13812345678")
+
+        async def masked_line_arrived() -> bool:
+            return any("138****5678" in line["text"] for line in await agent.transcript(sender))
+
+        await eventually(masked_line_arrived, what="the customer's line during the hold")
+        detail = await agent.get(f"/api/conversations/{sender}")
+        everything = json.dumps(detail, ensure_ascii=False) + json.dumps(await agent.get("/api/queue"))
+        assert "li.si@example.com" not in everything and "13812345678" not in everything
+        assert any("l***@example.com" in line["text"] for line in detail["transcript"])
+    finally:
+        await agent.close()
+
+
+async def _in_queue(agent: Agent, conversation_id: str) -> bool:
+    return conversation_id in await agent.waiting_ids()
