@@ -7,7 +7,8 @@ shared state of every process, so no message broker is added for this.
 
 ``publish`` is called synchronously inside Rasa's event loop; it only queues
 the event for one background writer, so the turn never waits on the network
-and the stream keeps Rasa's order.
+and the stream keeps Rasa's order. Phone numbers, e-mails, bank cards and ID
+numbers are masked in the stream (the tracker store keeps what Rasa needs).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
 from redis import asyncio as aioredis
 
+from common.redaction import redact_value
 from common.redis_options import resilient_options
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,10 @@ class RedisStreamBroker(EventBroker):
         assert self._queue is not None
         while True:
             event = await self._queue.get()
-            body = {"event": json.dumps(event, ensure_ascii=False, default=str)}
+            # the stream is read by more processes and kept longer than a turn: personal values masked
+            # (common.redaction); the conversation id is an id, not text, and routes the event
+            masked = {**redact_value(event), "sender_id": event.get("sender_id")}
+            body = {"event": json.dumps(masked, ensure_ascii=False, default=str)}
             for attempt in range(5):
                 try:
                     await self.client.xadd(self.stream, body, maxlen=STREAM_MAXLEN, approximate=True)

@@ -1,5 +1,6 @@
 """One conversation carrying a phone number, an e-mail, a card code and a Luhn-valid bank card number,
-against the real stack: none of them whole in the logs, the metric labels, the analytics or the export.
+against the real stack: none of them whole in the logs, the metric labels, the analytics, the export or
+the Rasa event stream.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from redis import asyncio as aioredis
 from handoff.analytics import Analytics
 from handoff.auth import AgentDirectory, Role
 from scripts.stack import ROOT, Stack
-from tests.integration.helpers import say
+from tests.integration.helpers import redis_client, say
 
 pytestmark = pytest.mark.integration
 
@@ -93,11 +94,17 @@ def test_personal_values_are_masked_in_logs_metrics_analytics_and_exports(
         label_values(f"http://127.0.0.1:{port}") for port in (s.rasa_port, s.action_port, s.web_port)
     )
     logs = "\n".join(path.read_text(errors="replace") for path in stack.log_dir.glob("*.log"))
-    for where, text in (
-        ("export", exported),
-        ("analytics", analytics_text),
-        ("metrics", labels),
-        ("logs", logs),
-    ):
+    # the event stream the handoff service and any other reader consume (bot/broker.py)
+    entries = redis_client(stack).xrange(f"{s.key_prefix}:rasa:events")
+    streamed = "\n".join(fields["event"] for _, fields in entries if sender in fields["event"])
+    assert "138****5678" in streamed and "w***@example.com" in streamed
+    checked = {
+        "export": exported,
+        "analytics": analytics_text,
+        "metrics": labels,
+        "logs": logs,
+        "events": streamed,
+    }
+    for where, text in checked.items():
         for value in WHOLE:
             assert value not in text, f"{value!r} found whole in the {where}"
