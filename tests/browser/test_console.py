@@ -142,3 +142,47 @@ def test_an_agent_sees_no_supervisor_tab(console: Any, stack: Stack) -> None:
     assert not console.locator("#tab-supervisor").is_visible()
     reply = httpx.post(rest_url(stack), json={"sender": "console-x", "message": "hello"})
     assert reply.status_code == 200
+
+
+def test_knowledge_suggestions_with_markup_stay_text(console: Any, stack: Stack) -> None:
+    """An article can quote markup; the suggestions panel shows it as text.
+
+    The search answer is replaced in the browser (Playwright's route) by one whose hit carries markup in its
+    title and text, so the rendering path is tested without adding such an article to the shipped corpus.
+    """
+    import json
+
+    name = "kim-" + secrets.token_hex(3)
+    add_agent(stack, name, Role.AGENT)
+    customer = "console-kb-" + uuid.uuid4().hex[:8]
+    say(stack, customer, "I want to talk to a human")
+    hit = {
+        "article_id": "x1",
+        "title": "<img src=x onerror=alert(11)>Refunds",
+        "language": "en",
+        "heading": "h",
+        "chunk": "<script>alert(12)</script>Refunds take 3-5 days.",
+        "score": 0.9,
+        "source": "x",
+        "chunk_id": "x1#0",
+        "category": "refund",
+    }
+    console.route(
+        "**/api/kb/search?*",
+        lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps({"hits": [hit], "band": "answer"})
+        ),
+    )
+    log_in(console, name)
+    item = console.locator(f'.conv[data-id="{customer}"]')
+    item.wait_for(state="visible")
+    item.click()
+    console.locator("#claim").click()
+    console.locator("#reply").wait_for(state="visible")
+    panel = console.locator("#kb .kb-hit")
+    panel.first.wait_for(state="attached")
+    shown = panel.first.text_content() or ""
+    assert hit["title"] in shown and "<script>alert(12)</script>" in shown
+    assert console.locator("#kb img, #kb script").count() == 0
+    console.wait_for_timeout(300)
+    assert console.dialogs == []
