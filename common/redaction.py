@@ -100,12 +100,17 @@ def _mask_email(match: re.Match[str]) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+# every value above needs a digit, an "@" or a dash (a card code of letters only is dash-separated)
+_MAYBE_RE = re.compile(r"[0-9@\-\u2010-\u2015\u2212\uff0d\uff10-\uff19]")
+
+
 def redact(text: str) -> str:
     """``text`` with every phone number, e-mail, card code, bank card and ID number masked.
 
-    Idempotent: redacting redacted text changes nothing.
+    Idempotent: redacting redacted text changes nothing. Most strings (intent names, plain
+    sentences) have none of the characters a value needs and are returned at once.
     """
-    if not text:
+    if not text or not _MAYBE_RE.search(text):
         return text
     # card codes first: they contain digit groups the number patterns would otherwise half-match
     text = mask_card_codes(text)

@@ -236,6 +236,14 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
             raise HTTPException(status_code=403, detail="claim the conversation first")
         return found
 
+    async def held_or_403(conversation_id: str, current: Session) -> None:
+        """holder_or_403 for the chat's hot path: the state and holder only, not the transcript."""
+        state, agent, _ = await services().queue.brief(conversation_id)
+        if state is None:
+            raise HTTPException(status_code=404, detail="no such conversation in the queue")
+        if state is not State.ACTIVE or agent != current.agent:
+            raise HTTPException(status_code=403, detail="claim the conversation first")
+
     async def end_or_409(
         conversation_id: str, state: State, agent: str, resolution: Resolution | None = None
     ) -> bool:
@@ -247,7 +255,7 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
 
     @router.post("/api/conversations/{conversation_id}/messages")
     async def send(conversation_id: str, body: Text, current: Session = Depends(session)) -> dict[str, bool]:
-        await holder_or_403(conversation_id, current)
+        await held_or_403(conversation_id, current)
         try:
             # an agent pasting a code must not put it into the tracker either
             await services().rasa.say(conversation_id, mask_card_codes(body.text), agent=current.agent)

@@ -328,6 +328,19 @@ class HandoffQueue:
             rating=int(data["rating"]) if data.get("rating") else None,
         )
 
+    async def brief(self, conversation_id: str) -> tuple[State | None, str | None, str | None]:
+        """State, holder and request time (ISO) of a conversation, without building its transcript.
+
+        What the hot paths need (an agent's reply, every Rasa event the workers follow): the full
+        ``get`` turns the whole transcript into objects.
+        """
+        state, agent, record = await self.client.hmget(
+            self.conv_key(conversation_id), "state", "agent", "record"
+        )
+        if not state or not record:
+            return None, None, None
+        return State(state), agent or None, str(json.loads(record)["created"])
+
     async def waiting(self) -> list[Conversation]:
         ids = await self.client.zrange(self.waiting_key, 0, -1)
         found = [await self.get(cid) for cid in ids]
