@@ -197,8 +197,7 @@ class ActionAnswerFromKnowledge(Action):
         """Note the question for the supervisor's "top unanswered" (handoff/analytics.py)."""
         try:
             if self.analytics is None:
-                queue = default_queue()
-                self.analytics = Analytics(queue.client, queue.prefix)
+                self.analytics = default_queue().analytics
             await self.analytics.unanswered(text, language, outcome)
         except RedisError as error:  # analytics must never cost the customer their answer
             logger.warning("conversation %s: unanswered question not recorded: %s", tracker.sender_id, error)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from common.masking import mask_card_codes
 from common.redaction import redact
-from handoff.analytics import Analytics, draft_article, group_by_meaning
+from handoff.analytics import draft_article, group_by_meaning
 from handoff.auth import AgentDirectory, LockedOut, Role, Session
 from handoff.queue import ClaimError, HandoffQueue, NotHolder, Resolution, State
 from handoff.rasa_api import CustomerTexts, RasaApi, RasaUnavailable
@@ -353,7 +353,7 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
 
     async def unanswered_groups() -> list[dict[str, Any]]:
         current = services()
-        analytics = Analytics(current.queue.client, current.queue.prefix)
+        analytics = current.queue.analytics
         questions = await analytics.unanswered_questions(limit=UNANSWERED_GROUPED)
         newest = questions[0].get("time", "") + str(len(questions)) if questions else ""
         if grouped.get("key") == newest and time.monotonic() - grouped.get("at", 0.0) < GROUPS_TTL_SECONDS:
@@ -385,7 +385,7 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
         """Containment, handoffs by reason, first response against SLA, CSAT per day; top unanswered."""
         days = max(1, min(days, 90))
         queue = services().queue
-        report = await Analytics(queue.client, queue.prefix).report(days)
+        report = await queue.analytics.report(days)
         try:
             report["unanswered"] = await unanswered_groups()
         except (FileNotFoundError, OSError) as error:

@@ -212,6 +212,11 @@ class HandoffQueue:
         return cls(client=client, prefix=prefix, **options)
 
     # -- keys ------------------------------------------------------------------
+    @property
+    def analytics(self) -> Analytics:
+        """The supervisor's figures, kept beside the queue in the same Redis (handoff/analytics.py)."""
+        return Analytics(self.client, self.prefix)
+
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, "handoff", *parts))
 
@@ -269,7 +274,7 @@ class HandoffQueue:
         )
         if done != 1:
             return False
-        await Analytics(self.client, self.prefix).handed_off(record.conversation_id, record.reason.value)
+        await self.analytics.handed_off(record.conversation_id, record.reason.value)
         logger.info(
             "conversation %s: queued (%s, %s)",
             record.conversation_id,
@@ -402,7 +407,7 @@ class HandoffQueue:
         late = datetime.fromisoformat(conversation.record.sla_due).timestamp() < now
         if await self.client.hsetnx(self.conv_key(conversation_id), "first_response_at", str(now)):
             waited = now - datetime.fromisoformat(conversation.record.created).timestamp()
-            await Analytics(self.client, self.prefix).first_response(waited, not late)
+            await self.analytics.first_response(waited, not late)
         # a requeued conversation claimed again is still one breach
         if late and await self.client.hsetnx(self.conv_key(conversation_id), "breach_counted", "1"):
             await self.client.incr(self.key("stats", "sla_breaches"))
@@ -533,7 +538,7 @@ class HandoffQueue:
             return False
         if await self.client.hsetnx(key, "rating", str(rating)):
             await self.client.hincrby(self.key("stats", "ratings"), str(rating), 1)
-            await Analytics(self.client, self.prefix).rated(rating)
+            await self.analytics.rated(rating)
         await self.client.xadd(
             self.events_key,
             QueueEvent("rated", conversation_id, data={"rating": rating}).to_fields(),

@@ -21,7 +21,6 @@ from typing import Any
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from handoff.analytics import Analytics
 from handoff.queue import HandoffQueue, State
 from handoff.rasa_api import CustomerTexts, RasaApi, RasaUnavailable
 from handoff.records import attachment_text
@@ -136,10 +135,6 @@ class Workers:
     retention_check_seconds: float = 600.0
 
     @property
-    def analytics(self) -> Analytics:
-        return Analytics(self.queue.client, self.queue.prefix)
-
-    @property
     def rasa_stream(self) -> str:
         return f"{self.queue.prefix}:rasa:events"
 
@@ -196,7 +191,7 @@ class Workers:
                     and event.get("event") == "user"
                     and not (event.get("metadata") or {}).get("automatic")
                 ):
-                    await self.analytics.saw_customer(
+                    await self.queue.analytics.saw_customer(
                         conversation_id, float(event.get("timestamp") or time.time())
                     )
                 line = customer_line(event)

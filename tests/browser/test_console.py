@@ -50,6 +50,15 @@ def add_agent(stack: Stack, name: str, role: Role) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def open_and_claim(page: Any, conversation_id: str) -> None:
+    """Pick the conversation in the queue and claim it, as an agent does."""
+    item = page.locator(f'.conv[data-id="{conversation_id}"]')
+    item.wait_for(state="visible")
+    item.click()
+    page.locator("#claim").click()
+    page.locator("#reply").wait_for(state="visible")
+
+
 @pytest.fixture
 def console(browser: Any, stack: Stack) -> Iterator[Any]:
     context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
@@ -92,11 +101,7 @@ def test_login_claim_reply_close_and_customer_text_stays_text(console: Any, stac
     console.locator("#login-error").wait_for(state="visible")
     log_in(console, name)
 
-    item = console.locator(f'.conv[data-id="{customer}"]')
-    item.wait_for(state="visible")
-    item.click()
-    console.locator("#claim").click()
-    console.locator("#reply").wait_for(state="visible")
+    open_and_claim(console, customer)
 
     transcript = console.locator("#transcript")
     transcript.get_by_text(XSS, exact=True).wait_for()
@@ -174,11 +179,7 @@ def test_knowledge_suggestions_with_markup_stay_text(console: Any, stack: Stack)
         ),
     )
     log_in(console, name)
-    item = console.locator(f'.conv[data-id="{customer}"]')
-    item.wait_for(state="visible")
-    item.click()
-    console.locator("#claim").click()
-    console.locator("#reply").wait_for(state="visible")
+    open_and_claim(console, customer)
     panel = console.locator("#kb .kb-hit")
     panel.first.wait_for(state="attached")
     shown = panel.first.text_content() or ""
