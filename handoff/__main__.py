@@ -85,7 +85,11 @@ async def _privacy(args: argparse.Namespace) -> int:
     from handoff import retention
 
     if args.command == "verify":
-        ok = retention.verify(args.path)
+        try:
+            ok = retention.verify(args.path)
+        except retention.NotAnExport as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         print(f"{args.path}: {'intact' if ok else 'CHANGED - the content does not match its SHA-256'}")
         return 0 if ok else 1
     settings = Settings.from_env()

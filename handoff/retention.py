@@ -249,7 +249,16 @@ async def export(client: Any, prefix: str, conversation_id: str, out_dir: Path) 
     return json_path, html_path, str(document["sha256"])
 
 
+class NotAnExport(ValueError):
+    """The file is missing, unreadable or not an export this module wrote."""
+
+
 def verify(json_path: Path) -> bool:
-    """True when an export's content still matches the hash it carries."""
-    document = json.loads(json_path.read_text(encoding="utf-8"))
-    return bool(document.get("sha256")) and document["sha256"] == content_hash(document)
+    """True when an export's content still matches the hash it carries; NotAnExport for other files."""
+    try:
+        document = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise NotAnExport(f"{json_path}: not a readable export ({error})") from error
+    if not isinstance(document, dict) or not isinstance(document.get("sha256"), str):
+        raise NotAnExport(f"{json_path}: no sha256 field; not an export")
+    return bool(document["sha256"] == content_hash(document))

@@ -130,6 +130,15 @@ def test_export_writes_masked_json_and_html_with_a_hash_that_detects_changes(
     assert tampered.returncode == 1 and "CHANGED" in tampered.stdout
 
 
+def test_verify_refuses_files_that_are_not_exports(stack: Stack, tmp_path: Path) -> None:
+    for name, content in (("garbage.json", "not json {"), ("other.json", '{"a": 1}'), ("list.json", "[1]")):
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        done = command(stack, "verify", str(tmp_path / name))
+        assert done.returncode == 2 and "not" in done.stderr and "Traceback" not in done.stderr
+    missing = command(stack, "verify", str(tmp_path / "missing.json"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
 def test_export_of_an_unknown_conversation_is_a_clear_error(stack: Stack, tmp_path: Path) -> None:
     done = command(stack, "export", "never-" + uuid.uuid4().hex[:6], "--out", str(tmp_path))
     assert done.returncode == 2 and "no conversation" in done.stderr
