@@ -1,9 +1,13 @@
 # The two commands of the README are `make run` and `make test`.
-.PHONY: run test setup lint bench bench-banking77 bench-nlu bench-kb bench-handoff bench-long bench-turns kb lock clean
+.PHONY: run run-replicas test setup lint bench bench-banking77 bench-nlu bench-kb bench-handoff bench-load bench-long bench-turns kb lock clean
 
 run:            ## set up what is missing, then start Redis, Rasa, actions and the web service
 	@scripts/setup.sh
 	@.venv/bin/python -m scripts.stack run
+
+run-replicas:   ## the same, scaled out: 2 Rasa replicas + 2 action servers behind nginx (docs/operations.md)
+	@scripts/setup.sh --replicas
+	@.venv/bin/python -m scripts.replicas run
 
 test:           ## set up what is missing, then run every test
 	@scripts/test.sh
@@ -34,6 +38,10 @@ bench-long:     ## turn latency at turns 1-10, 50, 100, 200 of one conversation,
 bench-turns:    ## greet / KB / order-lookup turns vs stock moodbot, REST + socket.io, 1-128 concurrent, py-spy flame graphs -> bench/results/turns.{json,md}
 	@scripts/setup.sh
 	@PYTHONPATH=. .venv/bin/python -m bench.turns
+
+bench-load:     ## 500 socket.io conversations for 5 minutes on 2 Rasa replicas behind nginx -> bench/results/load.{json,md}
+	@scripts/setup.sh --replicas
+	@PYTHONPATH=. .venv/bin/python -m bench.load
 
 bench-handoff:  ## request -> console and agent reply -> customer at 50 concurrent -> bench/results/handoff.{json,md}
 	@PYTHONPATH=. .venv/bin/python -m bench.handoff

@@ -1,4 +1,4 @@
-"""`rasa` with bot.speedups and bot.observability installed: how scripts/stack.py starts Rasa.
+"""`rasa` with bot.speedups, .observability and .action_fallback installed: how scripts/stack.py starts Rasa.
 
 .venv-rasa/bin/python -m bot.server run --model ... (any `rasa` arguments)
 
@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bot import observability, speedups
+from bot import action_fallback, observability, speedups
 
 
 def main() -> None:
     speedups.install()
     observability.install()
+    action_fallback.install()
     import rasa.utils.io
     from rasa.__main__ import main as rasa_main
 

@@ -10,6 +10,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 WANT_TEST=0
 [[ "${1:-}" == "--test" ]] && WANT_TEST=1
+WANT_REPLICAS=0
+[[ "${1:-}" == "--replicas" ]] && WANT_REPLICAS=1
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
 die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -80,6 +82,11 @@ ensure_venv .venv "$PY311" requirements/app.lock
 
 if [[ -z "${REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>&1 && [[ ! -x /usr/bin/redis-server ]]; then
   apt_install redis-server
+fi
+
+if [[ $WANT_TEST -eq 1 || $WANT_REPLICAS -eq 1 ]]; then
+  # the load balancer in front of the Rasa replicas (scripts/replicas.py, tests/integration/test_replicas.py)
+  command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || apt_install nginx
 fi
 
 if [[ $WANT_TEST -eq 1 ]]; then

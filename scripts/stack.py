@@ -255,8 +255,9 @@ class Stack:
                     "redis": "set LOCAL_REDIS_PORT to another port, or REDIS_URL to a Redis you own",
                     "actions": "set ACTION_PORT",
                     "rasa": "set RASA_PORT",
+                    "nginx": "set RASA_PORT",
                     "web": "set WEB_PORT",
-                }[service.name]
+                }.get(service.name.split("-")[0], "")
                 raise StackError(
                     f"port {service.port} for {service.name} is taken (another copy running? "
                     f"`ss -ltnp | grep {service.port}` shows who); {hint}"
@@ -350,6 +351,13 @@ class Stack:
             os.killpg(service.process.pid, signal.SIGTERM)
             service.process.wait(timeout=15)
 
+    def kill_service(self, name: str) -> None:
+        """kill -9 one process and its group: a crash, with no chance to clean up (fault tests)."""
+        service = self._service(name)
+        if service.process and service.process.poll() is None:
+            os.killpg(service.process.pid, signal.SIGKILL)
+            service.process.wait(timeout=15)
+
     def restart_service(self, name: str, extra_env: dict[str, str] | None = None) -> None:
         """Start a stopped service again; extra_env lets fault tests point it somewhere else."""
         service = self._service(name)
@@ -392,7 +400,8 @@ class Stack:
         self.services.clear()
 
 
-def run() -> int:
+def run(build: Callable[[Settings, bool], Stack] | None = None) -> int:
+    """The run command; ``build`` makes another kind of stack (scripts/replicas.py)."""
     settings = Settings.from_env()
     start_redis = not (os.environ.get("REDIS_URL") or "")
     if not start_redis:
@@ -404,7 +413,7 @@ def run() -> int:
                 file=sys.stderr,
             )
             return 1
-    stack = Stack.from_settings(settings, start_redis=start_redis)
+    stack = build(settings, start_redis) if build else Stack.from_settings(settings, start_redis=start_redis)
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -428,6 +437,9 @@ def run() -> int:
     print(f"  agent console       http://127.0.0.1:{s.web_port}/console  {stack.demo_agent()}")
     print(f"  Rasa server         http://127.0.0.1:{s.rasa_port}/  (REST: /webhooks/rest/webhook)")
     print(f"  action server       http://127.0.0.1:{s.action_port}/health")
+    replicas = [service.name for service in stack.services if "-" in service.name]
+    if replicas:
+        print(f"  behind nginx        {', '.join(replicas)}  (logs per replica; config var/nginx/nginx.conf)")
     wechat = "on" if s.wechat_token else "off (set WECHAT_TOKEN, see README)"
     telegram = (
         "on" if s.telegram_bot_token and s.telegram_webhook_secret else "off (set TELEGRAM_*, see README)"

@@ -14,13 +14,14 @@ import logging
 import os
 import uuid
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
+from urllib.parse import quote
 
 from rasa.core.channels.channel import InputChannel, UserMessage
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIOOutput
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
-from socketio import AsyncServer
+from socketio import AsyncRedisManager, AsyncServer
 
 from bot.channels.guard import inspect_message, valid_sender_id
 from bot.channels.ratelimit import notice, sender_limit
@@ -33,6 +34,25 @@ logger = logging.getLogger(__name__)
 def allowed_origins() -> list[str]:
     """CS_ALLOWED_ORIGINS, comma separated (the run command always sets it)."""
     return [o.strip().rstrip("/") for o in os.environ.get("CS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
+
+
+def shared_manager() -> Optional[AsyncRedisManager]:
+    """With CS_SOCKETIO_REDIS=1 every emit goes through Redis pub/sub to the replica holding the socket.
+
+    Behind a load balancer an agent line posted through the tracker API lands on any Rasa
+    replica, but the customer's socket lives on one; without this the line is stored and
+    never shown. Off for a single Rasa (one process needs no detour through Redis).
+    """
+    if os.environ.get("CS_SOCKETIO_REDIS", "0").lower() not in ("1", "true", "yes"):
+        return None
+    host = os.environ.get("REDIS_HOST", "127.0.0.1")
+    port = os.environ.get("REDIS_PORT", "6379")
+    db = os.environ.get("REDIS_DB", "0")
+    password = os.environ.get("REDIS_PASSWORD", "")
+    auth = f":{quote(password, safe='')}@" if password else ""
+    prefix = os.environ.get("CS_KEY_PREFIX", "cs")
+    # connects on first use, not here
+    return AsyncRedisManager(f"redis://{auth}{host}:{port}/{db}", channel=f"{prefix}:socketio")
 
 
 class WidgetSocketChannel(SocketIOInput):
@@ -63,7 +83,7 @@ class WidgetSocketChannel(SocketIOInput):
         # cors_allowed_origins=[]: engine.io adds no CORS headers of its own (Rasa's --cors adds
         # them to polling responses; both would make two Access-Control-Allow-Origin headers,
         # which browsers refuse). The Origin check is done in connect() instead.
-        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[])
+        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[], client_manager=shared_manager())
         origins = allowed_origins()
         socketio_webhook = SocketBlueprint(sio, self.socketio_path, "socketio_webhook", __name__)
         self.sio = sio
