@@ -20,8 +20,8 @@ lint:           ## ruff + mypy
 	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy
 
-bench:          ## every benchmark below, one after another (about 2.5 hours on 2 cores)
-	@$(MAKE) --no-print-directory bench-turns bench-long bench-handoff bench-kb bench-nlu bench-banking77
+bench:          ## every benchmark below, one after another (about 4 hours on 2 cores)
+	@$(MAKE) --no-print-directory bench-turns bench-long bench-handoff bench-load bench-kb bench-nlu bench-banking77
 
 bench-banking77: ## BANKING77 accuracy + out-of-scope curve: ours vs stock Rasa vs embeddings+LR -> bench/results/banking77.{json,md}
 	@scripts/setup.sh

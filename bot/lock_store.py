@@ -122,7 +122,9 @@ class AtomicRedisLockStore(RedisLockStore):
             if serving < 0:  # our ticket expired while we waited
                 break
             if serving == ticket:
-                return self.get_lock(conversation_id) or TicketLock(conversation_id)
+                # Rasa's callers only hold the lock they are given; reading the tickets back
+                # would cost one more Redis call per turn for nothing
+                return TicketLock(conversation_id)
             await asyncio.sleep(wait)
             wait = min(wait * 2, MAX_WAIT, wait_time_in_seconds)
         raise LockError(f"Could not acquire lock for conversation_id '{conversation_id}'.")

@@ -121,11 +121,13 @@
   var historyLoaded = false;
   var typingTimer = null;
   var pending = [];  // typed before the session was confirmed; sent right after
+  var botShown = 0;  // bot lines on screen, to catch up on what was said while the socket was down
+  var dropped = false;
 
   function renderHistory(items) {
     items.forEach(function (item) {
       if (item.speaker === "customer") addMessage("user", item.text);
-      else if (item.text) addMessage("bot", item.text);
+      else if (item.text) { addMessage("bot", item.text); botShown++; }
     });
     var last = items[items.length - 1];
     if (last && last.speaker !== "customer" && last.buttons && last.buttons.length) addButtons(last.buttons, true);
@@ -140,6 +142,19 @@
       .catch(function () { /* history is a convenience; the chat still works */ });
   }
 
+  // Back after a dropped socket (a replica restarted, the network blinked): lines the bot or an
+  // agent sent meanwhile went to a socket that was gone; the conversation's history has them.
+  function catchUp(id) {
+    return fetch(webOrigin + "/api/history/" + encodeURIComponent(id))
+      .then(function (r) { return r.ok ? r.json() : { messages: [] }; })
+      .then(function (data) {
+        var said = (data.messages || []).filter(function (m) { return m.speaker !== "customer" && m.text; });
+        var missed = said.slice(botShown);
+        if (missed.length) { disableOldButtons(); renderHistory(missed); }
+      })
+      .catch(function () { /* the chat still works; the missed lines stay in the transcript */ });
+  }
+
   function connect() {
     if (socket) return;
     socket = window.io(server, { transports: ["websocket", "polling"], path: "/socket.io" });
@@ -149,7 +164,9 @@
     socket.on("session_confirm", function (id) {
       var fresh = id !== sessionId;
       sessionId = id; save("session_id", id);
-      loadHistory(id).then(function () {
+      var ready = dropped && historyLoaded && !fresh ? catchUp(id) : loadHistory(id);
+      dropped = false;
+      ready.then(function () {
         pending.splice(0).forEach(function (m) { m.session_id = sessionId; socket.emit("user_uttered", m); });
         if (fresh && !log.querySelector(".msg")) {
           // opening greeting in the page's language; the payload entity sets the language slot
@@ -160,14 +177,14 @@
     });
     socket.on("bot_uttered", function (data) {
       disableOldButtons();
-      if (data && data.text) addMessage("bot", data.text);
+      if (data && data.text) { addMessage("bot", data.text); botShown++; }
       var buttons = (data && (data.quick_replies || data.buttons)) || [];
       addButtons(buttons, true);
       clearTimeout(typingTimer);
       typingTimer = setTimeout(function () { showTyping(false); }, 400);
     });
     socket.on("error_message", function () { showTyping(false); addMessage("notice", t.error); });
-    socket.on("disconnect", function () { addMessage("notice", t.offline); });
+    socket.on("disconnect", function () { dropped = true; addMessage("notice", t.offline); });
     socket.on("connect_error", function () { showTyping(false); });
   }
 

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path("var/test-results/browser")
 TIMEOUT = 30_000
+ROOT = "document.querySelector('#starcard-chat').shadowRoot"
 
 
 @pytest.fixture
@@ -183,3 +184,64 @@ def test_phone_viewport(browser: Any, stack: Stack) -> None:
     assert re.search(r"[\u4e00-\u9fff]", bot_texts(page)[-1])
     page.screenshot(path=str(ARTIFACTS / "widget-phone.png"))
     context.close()
+
+
+def test_lines_said_while_the_socket_was_down_are_shown_after_it_reconnects(
+    browser: Any, stack: Stack
+) -> None:
+    """A dropped socket (a replica restarted, the network blinked) loses nothing on screen.
+
+    Playwright routes the widget's websocket: the first one is passed through and then
+    closed from the page's side; the reconnect is held back until an agent line has been
+    posted through Rasa's tracker events API, so that line was emitted to no socket at all.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from handoff.rasa_api import RasaApi
+
+    sockets: list[Any] = []
+
+    def route(ws: Any) -> None:
+        sockets.append(ws)
+        if len(sockets) == 1:
+            ws.connect_to_server()  # the first socket is passed through
+
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 860})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT)
+        page.route_web_socket(re.compile(r".*/socket\.io/.*"), route)
+        page.goto(f"http://127.0.0.1:{stack.settings.web_port}/")
+        page.wait_for_function(f"() => {ROOT}.querySelector('.bot')")
+        send(page, "hello")
+        session = page.evaluate("() => window.StarCardChat.sessionId()")
+        sockets[0].close()  # the page's socket drops; socket.io's client starts reconnecting
+        page.wait_for_function(f"() => {ROOT}.querySelector('.notice')")
+        line = "agent: your card code was resent (while you were offline)"
+
+        async def deliver() -> None:
+            api = RasaApi(stack.settings.rasa_url, stack.settings.rasa_token)
+            try:
+                await api.say(session, line, agent="tester")
+            finally:
+                await api.close()
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, deliver()).result(timeout=30)
+        deadline = 60
+        while len(sockets) < 2 and deadline:
+            page.wait_for_timeout(500)
+            deadline -= 1
+        assert len(sockets) >= 2, "the widget did not reconnect"
+        sockets[-1].connect_to_server()
+        page.wait_for_function(
+            f"t => [...{ROOT}.querySelectorAll('.bot')].some(b => b.textContent.includes(t))",
+            arg=line,
+        )
+        assert bot_texts(page).count(line) == 1
+        # and the chat goes on over the new socket
+        send(page, "hello")
+        assert bot_texts(page)[-1] == texts("utter_greet")["en"]
+    finally:
+        context.close()
