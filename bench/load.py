@@ -34,11 +34,9 @@ import asyncio
 import json
 import platform
 import random
-import re
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -224,19 +222,6 @@ async def audit(url: str, token: str, customers: list[Customer]) -> dict[str, An
     }
 
 
-def turns_per_replica(stack: ReplicaStack) -> dict[str, float]:
-    """Turns each Rasa replica served (its own /metrics, not through nginx): the spread."""
-    counts: dict[str, float] = {}
-    for n, port in enumerate(stack.replica_ports("rasa"), start=1):
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        except OSError:
-            continue
-        found = re.findall(r"^cs_turns_total\{[^}]*\} (\S+)$", text, re.M)
-        counts[f"rasa-{n}"] = sum(float(v) for v in found)
-    return counts
-
-
 def rss_mb(stack: ReplicaStack) -> dict[str, float]:
     """Resident memory of each service's process group leader (MiB, from /proc)."""
     sizes: dict[str, float] = {}
@@ -363,7 +348,7 @@ def main() -> int:
         )
         elapsed = time.monotonic() - started
         end_rss = rss_mb(stack)
-        spread = turns_per_replica(stack)
+        spread = stack.turns_per_replica()
     finally:
         stack.stop()
     replies = sum(len(v) for v in tally.reply_ms.values())

@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import shutil
 import string
 import sys
+import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -121,6 +123,19 @@ class ReplicaStack(Stack):
     def replica_ports(self, kind: str) -> list[int]:
         """Internal ports of the "rasa" or "actions" replicas (tests talk to each one directly)."""
         return [svc.port for svc in self.services if svc.name.startswith(kind + "-") and svc.port is not None]
+
+    def turns_per_replica(self) -> dict[str, float]:
+        """Customer turns each Rasa replica served, from its own /metrics (not through nginx)."""
+        counts: dict[str, float] = {}
+        for n, port in enumerate(self.replica_ports("rasa"), start=1):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                    text = reply.read().decode()
+            except OSError:
+                continue
+            found = re.findall(r"^cs_turns_total\{[^}]*\} (\S+)$", text, re.M)
+            counts[f"rasa-{n}"] = sum(float(v) for v in found)
+        return counts
 
 
 def _moved(service: Service, name: str, old_port: int, new_port: int) -> Service:

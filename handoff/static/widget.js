@@ -133,26 +133,28 @@
     if (last && last.speaker !== "customer" && last.buttons && last.buttons.length) addButtons(last.buttons, true);
   }
 
+  // the conversation's messages from the web service; history is a convenience, so a failure is none
+  function fetchHistory(id) {
+    return fetch(webOrigin + "/api/history/" + encodeURIComponent(id))
+      .then(function (r) { return r.ok ? r.json() : { messages: [] }; })
+      .then(function (data) { return data.messages || []; })
+      .catch(function () { return []; });
+  }
+
   function loadHistory(id) {
     if (historyLoaded) return Promise.resolve();
     historyLoaded = true;
-    return fetch(webOrigin + "/api/history/" + encodeURIComponent(id))
-      .then(function (r) { return r.ok ? r.json() : { messages: [] }; })
-      .then(function (data) { renderHistory(data.messages || []); })
-      .catch(function () { /* history is a convenience; the chat still works */ });
+    return fetchHistory(id).then(renderHistory);
   }
 
   // Back after a dropped socket (a replica restarted, the network blinked): lines the bot or an
   // agent sent meanwhile went to a socket that was gone; the conversation's history has them.
   function catchUp(id) {
-    return fetch(webOrigin + "/api/history/" + encodeURIComponent(id))
-      .then(function (r) { return r.ok ? r.json() : { messages: [] }; })
-      .then(function (data) {
-        var said = (data.messages || []).filter(function (m) { return m.speaker !== "customer" && m.text; });
-        var missed = said.slice(botShown);
-        if (missed.length) { disableOldButtons(); renderHistory(missed); }
-      })
-      .catch(function () { /* the chat still works; the missed lines stay in the transcript */ });
+    return fetchHistory(id).then(function (items) {
+      var said = items.filter(function (m) { return m.speaker !== "customer" && m.text; });
+      var missed = said.slice(botShown);
+      if (missed.length) { disableOldButtons(); renderHistory(missed); }
+    });
   }
 
   function connect() {

@@ -13,7 +13,6 @@ key prefix of its own; nothing outside the test's processes is touched.
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,14 +61,6 @@ def tracker_events(stack: ReplicaStack, sender: str) -> list[dict[str, Any]]:
     return list(reply.json()["events"])
 
 
-def turns_per_replica(stack: ReplicaStack) -> list[float]:
-    counts = []
-    for port in stack.replica_ports("rasa"):
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-        counts.append(sum(float(v) for v in re.findall(r"^cs_turns_total\{[^}]*\} (\S+)$", text, re.M)))
-    return counts
-
-
 def assert_turns_in_order(events: list[dict[str, Any]], sent: list[str]) -> None:
     said = [e["text"] for e in events if e.get("event") == "user"]
     assert said == sent, f"lost, duplicated or reordered messages: {said}"
@@ -96,7 +87,7 @@ def test_the_nginx_config_names_every_replica_and_keeps_nginx_variables(tmp_path
 async def test_twenty_conversations_of_ten_messages_across_two_replicas_stay_in_order(
     replicas: ReplicaStack,
 ) -> None:
-    before = turns_per_replica(replicas)
+    before = list(replicas.turns_per_replica().values())
     senders = [f"rep-{i}-" + uuid.uuid4().hex[:6] for i in range(CONVERSATIONS)]
     sent: dict[str, list[str]] = {s: [] for s in senders}
     failures: list[str] = []
@@ -114,7 +105,7 @@ async def test_twenty_conversations_of_ten_messages_across_two_replicas_stay_in_
     assert failures == []
     for sender in senders:
         assert_turns_in_order(tracker_events(replicas, sender), sent[sender])
-    after = turns_per_replica(replicas)
+    after = list(replicas.turns_per_replica().values())
     served = [b - a for a, b in zip(before, after, strict=True)]
     assert sum(served) == CONVERSATIONS * MESSAGES
     assert all(count > 0 for count in served), f"one replica served nothing: {served}"
