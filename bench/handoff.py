@@ -20,6 +20,11 @@ machine); ``steady`` - the 50 conversations are open at once but each takes
 its step at a random moment within ``--spread`` seconds (5 s: about ten
 requests a second, a busy support desk), so the figures are one request's
 cost under ordinary concurrency rather than the length of a 50-deep queue.
+Before them, 8 untimed conversations take every step once (TensorFlow traces
+its graphs and the action server opens its clients on first calls).
+After the (unmeasured) claims a round waits until no customer has had a line for
+1 s: each claim moves the line, and the widgets' position updates would otherwise
+still be in flight during the measured reply step.
 
 Baselines in the same run and the same stack, same concurrency and mode:
 - a plain greeting turn (customer sends "hello", receives the greeting): what
@@ -64,6 +69,9 @@ from scripts.stack import Stack, private_settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 # the issue's goals; "request" read both ways: the customer's message, and the handoff request itself
+MODES = ("burst", "steady")
+# untimed conversations served before the measured rounds
+WARM_UP = 8
 GOALS_MS = {"request_to_console": 250.0, "handoff_request_to_console": 250.0, "reply_to_customer": 150.0}
 
 
@@ -94,8 +102,13 @@ class Customer:
         self.session = uuid.uuid4().hex
         confirmed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.confirmed = confirmed
-        self.sio.on("bot_uttered", lambda data: self.messages.put_nowait((time.perf_counter(), data)))
+        self.last_arrival = 0.0
+        self.sio.on("bot_uttered", self._uttered)
         self.sio.on("session_confirm", self._confirm)
+
+    def _uttered(self, data: dict[str, Any]) -> None:
+        self.last_arrival = time.perf_counter()
+        self.messages.put_nowait((self.last_arrival, data))
 
     def _confirm(self, session_id: str) -> None:
         if not self.confirmed.done():
@@ -136,6 +149,7 @@ class Console:
         self.csrf = ""
         self.visible: dict[str, float] = {}
         self.visible_wall: dict[str, float] = {}
+        self._seen: dict[str, asyncio.Event] = {}
         self.ws: Any = None
         self.reader: asyncio.Task[None] | None = None
 
@@ -153,8 +167,14 @@ class Console:
         async for raw in self.ws:
             message = json.loads(raw)
             if message.get("type") == "conversation":
-                self.visible.setdefault(message["conversation_id"], time.perf_counter())
-                self.visible_wall.setdefault(message["conversation_id"], time.time())
+                conversation = message["conversation_id"]
+                self.visible.setdefault(conversation, time.perf_counter())
+                self.visible_wall.setdefault(conversation, time.time())
+                self.seen(conversation).set()
+
+    def seen(self, conversation: str) -> asyncio.Event:
+        """Set once the websocket has announced the conversation (waiting on it costs no CPU)."""
+        return self._seen.setdefault(conversation, asyncio.Event())
 
     async def get(self, path: str, key: str) -> list[dict[str, Any]]:
         reply = await self.http.get(path)
@@ -171,6 +191,16 @@ class Console:
         if self.ws is not None:
             await self.ws.close()
         await self.http.aclose()
+
+
+async def settle(customers: list[Customer], quiet: float = 1.0, limit: float = 60.0) -> None:
+    """Wait until no customer has received a line for ``quiet`` seconds (at most ``limit``)."""
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        last = max(c.last_arrival for c in customers)
+        if time.perf_counter() - last >= quiet:
+            return
+        await asyncio.sleep(0.2)
 
 
 async def one_round(
@@ -205,11 +235,11 @@ async def one_round(
 
     async def ask(c: Customer) -> None:
         started = await c.send("I want to talk to a human")
-        deadline = time.monotonic() + 60
-        while c.session not in console.visible:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{c.session} never reached the console")
-            await asyncio.sleep(0.002)
+        try:
+            # an event, not a poll: 50 tasks polling every 2 ms took CPU from the stack being measured
+            await asyncio.wait_for(console.seen(c.session).wait(), 60)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"{c.session} never reached the console") from None
         out["request_to_console"].append((console.visible[c.session] - started) * 1000)
 
     await each(ask)
@@ -220,7 +250,10 @@ async def one_round(
     progress.update(1)
     for c in customers:  # claims are not what is measured
         await console.post(f"/api/conversations/{c.session}/claim")
-    await asyncio.sleep(1.0)
+    # every claim moves the line and each waiting widget is told its new place: 50 claims in a
+    # row send hundreds of position lines, which would otherwise still be in flight during the
+    # measured steps
+    await settle(customers)
     for c in customers:
         c.drain()
 
@@ -272,6 +305,9 @@ async def measure(
     rng = random.Random(11)
     totals: dict[str, dict[str, list[float]]] = {}
     try:
+        # untimed: TensorFlow traces its graphs and the action server loads its clients on first calls
+        with tqdm(total=4, desc="handoff bench, warm-up", unit="step") as progress:
+            await one_round(stack, console, WARM_UP, progress, 0.0, rng)
         for mode, spread in modes.items():
             with tqdm(total=rounds * 4, desc=f"handoff bench, {concurrency} {mode}", unit="step") as progress:
                 for _ in range(rounds):
@@ -342,14 +378,21 @@ def ratios(stats: dict[str, dict[str, float]]) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument(
         "--spread",
         type=float,
         default=5.0,
         help="steady mode: each conversation acts at a random moment within this many seconds",
     )
-    parser.add_argument("--profile", action="store_true", help="py-spy the handoff service during the run")
+    parser.add_argument(
+        "--modes", nargs="+", choices=list(MODES), default=list(MODES), help="modes to run (default: both)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy Rasa, the action server and the handoff service during the run",
+    )
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="bench-handoff-"))
     settings = private_settings(
@@ -362,34 +405,23 @@ def main() -> int:
     stack = Stack(settings=settings, log_dir=var / "log", start_redis=True)
     print("starting a private stack (Redis, action server, Rasa, handoff service)...", flush=True)
     stack.start()
-    spy = None
+    spies: list[subprocess.Popen[bytes]] = []
     if args.profile:
-        from bench.turns import pid_listening
+        from bench.turns import pid_listening, record_flame_graph
 
-        # the handoff service under py-spy for the whole measurement (its share of the reply path)
-        spy = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "py-spy"),
-                "record",
-                "--pid",
-                str(pid_listening(settings.web_port)),
-                "--rate",
-                "200",
-                "--output",
-                str(RESULTS / "flame-handoff-web.svg"),
-                "--format",
-                "flamegraph",
-                "--nonblocking",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    modes = {"burst": 0.0, "steady": args.spread}
+        # every process of the path under py-spy for the whole measurement: where a turn's time goes
+        ports = {"rasa": settings.rasa_port, "actions": settings.action_port, "web": settings.web_port}
+        spies = [
+            record_flame_graph(pid_listening(port), RESULTS / f"flame-handoff-{name}.svg")
+            for name, port in ports.items()
+        ]
+    modes = {mode: (args.spread if mode == "steady" else 0.0) for mode in MODES if mode in args.modes}
     try:
         measured = asyncio.run(measure(stack, args.concurrency, args.rounds, modes))
     finally:
-        if spy is not None:
+        for spy in spies:
             spy.send_signal(signal.SIGINT)  # py-spy writes the graph when interrupted
+        for spy in spies:
             spy.wait(timeout=60)
         stack.stop()
     stats = {

@@ -314,33 +314,25 @@ def heaviest_frames(svg: Path, top: int = 15) -> list[dict[str, Any]]:
     return [{"frame": n, "percent": s} for n, s in ranked[:top]]
 
 
-def profile(stack: Stack, kind: TurnKind, seconds: float) -> dict[str, Any]:
+def record_flame_graph(pid: int, output: Path, seconds: float | None = None) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` into a flame graph: for ``seconds``, or until sent SIGINT (None)."""
     spy = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
+    duration = ["--duration", str(int(seconds))] if seconds is not None else []
+    options = ["--rate", "200", "--output", str(output), "--format", "flamegraph", "--nonblocking"]
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), *duration, *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def profile(stack: Stack, kind: TurnKind, seconds: float) -> dict[str, Any]:
     targets = {
         "rasa": pid_listening(stack.settings.rasa_port),
         "actions": pid_listening(stack.settings.action_port),
     }
     recorders = {
-        name: subprocess.Popen(
-            [
-                spy,
-                "record",
-                "--pid",
-                str(pid),
-                "--duration",
-                str(int(seconds)),
-                "--rate",
-                "200",
-                "--output",
-                str(RESULTS / f"flame-{name}.svg"),
-                "--format",
-                "flamegraph",
-                "--nonblocking",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for name, pid in targets.items()
+        name: record_flame_graph(pid, RESULTS / f"flame-{name}.svg", seconds) for name, pid in targets.items()
     }
     time.sleep(1)
     asyncio.run(profile_load(f"http://127.0.0.1:{stack.settings.rasa_port}", kind, seconds))
