@@ -12,6 +12,13 @@ request reaches the queue while the action server is down. A form's
 validation action gets the apology and its candidate slots cleared, so the
 form asks again instead of taking values nobody checked.
 
+A hung action server (accepting, never answering) counts as away too: Rasa
+waits 5 minutes for an answer, holding the conversation's lock all that time,
+so the wrapper gives up after ``ACTION_TIMEOUT_SECONDS`` (20 s by default).
+An action that finishes on the action server after that still does its work;
+the customer has been told something went wrong and can ask again (resends
+are idempotent, see actions/cards.py).
+
 ActionExecutionRejection (a form rejecting its turn) is Rasa's own signal and
 passes through untouched.
 """
@@ -96,17 +103,27 @@ async def when_away(
     return events
 
 
-def install() -> None:
-    """Wrap RemoteAction.run once per process."""
-    if getattr(RemoteAction.run, _INSTALLED, False):
+def install(timeout: float | None = None) -> None:
+    """Wrap RemoteAction.run once per process; ``timeout`` (s) defaults to ACTION_TIMEOUT_SECONDS."""
+    if timeout is None:
+        from common.settings import Settings
+
+        timeout = Settings.from_env().action_timeout_seconds
+    limit = timeout if timeout > 0 else None
+    current = getattr(RemoteAction.run, _INSTALLED, None)
+    if current is not None:
+        current["timeout"] = limit
         return
     original = RemoteAction.run
+    config: dict[str, float | None] = {"timeout": limit}
 
     async def run(
         self: RemoteAction, output_channel: Any, nlg: Any, tracker: Any, domain: Any
     ) -> List[Event]:
         try:
-            return await original(self, output_channel, nlg, tracker, domain)
+            return await asyncio.wait_for(
+                original(self, output_channel, nlg, tracker, domain), config["timeout"]
+            )
         except Exception as error:
             if not action_server_away(error):
                 raise
@@ -114,9 +131,9 @@ def install() -> None:
                 "conversation %s: action server away while running %s (%s); answering without it",
                 tracker.sender_id,
                 self.name(),
-                error,
+                error or type(error).__name__,  # a timeout's message is empty
             )
             return await when_away(self, output_channel, nlg, tracker)
 
-    setattr(run, _INSTALLED, True)
+    setattr(run, _INSTALLED, config)
     RemoteAction.run = run  # type: ignore[method-assign]

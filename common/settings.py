@@ -76,6 +76,8 @@ class Settings:
     action_port: int = 5055
     local_redis_port: int = 6380
     max_message_chars: int = 2000
+    # how long a turn waits for the action server before apologising (Rasa's own limit is 5 min)
+    action_timeout_seconds: float = 20.0
     # per sender (bot/channels/ratelimit.py): messages per 10 s and per minute; 0 turns a window off
     rate_limit_burst: int = 8
     rate_limit_per_minute: int = 30
@@ -118,6 +120,7 @@ class Settings:
             action_port=int(_env("ACTION_PORT", "5055", extra)),
             local_redis_port=local_redis_port,
             max_message_chars=int(_env("MAX_MESSAGE_CHARS", "2000", extra)),
+            action_timeout_seconds=float(_env("ACTION_TIMEOUT_SECONDS", "20", extra)),
             rate_limit_burst=int(_env("RATE_LIMIT_BURST", "8", extra)),
             rate_limit_per_minute=int(_env("RATE_LIMIT_PER_MINUTE", "30", extra)),
             retention_days=float(_env("CS_RETENTION_DAYS", "30", extra)),

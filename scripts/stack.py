@@ -140,6 +140,7 @@ class Stack:
                 "RASA_PORT": str(self.settings.rasa_port),
                 "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{self.settings.action_port}/webhook",
                 "MAX_MESSAGE_CHARS": str(self.settings.max_message_chars),
+                "ACTION_TIMEOUT_SECONDS": str(self.settings.action_timeout_seconds),
                 "CS_ALLOWED_ORIGINS": ",".join(self.settings.allowed_origins),
                 "RATE_LIMIT_BURST": str(self.settings.rate_limit_burst),
                 "RATE_LIMIT_PER_MINUTE": str(self.settings.rate_limit_per_minute),

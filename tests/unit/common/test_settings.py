@@ -32,6 +32,13 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.rasa_token == DEMO_RASA_TOKEN and settings.using_demo_token
 
 
+def test_action_timeout_defaults_to_20_seconds_and_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACTION_TIMEOUT_SECONDS", raising=False)
+    assert Settings.from_env().action_timeout_seconds == 20.0
+    monkeypatch.setenv("ACTION_TIMEOUT_SECONDS", "7.5")
+    assert Settings.from_env().action_timeout_seconds == 7.5
+
+
 def test_non_alphanumeric_prefix_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
     # Rasa would silently ignore it and share keys with another deployment
     monkeypatch.setenv("CS_KEY_PREFIX", "cs-prod")
