@@ -2,7 +2,7 @@
 
 The widget shows this after a reload. It lists what the customer saw: their
 own messages (a button click as its title), the bot's and later the agents'
-lines, with the buttons of the last bot message.
+lines (an agent's with its name), with the buttons of the last bot message.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ def history_from_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "bot":
             data = event.get("data") or {}
             buttons = data.get("buttons") or data.get("quick_replies") or []
-            messages.append(
-                {
-                    "speaker": "bot",
-                    "text": event.get("text") or "",
-                    "buttons": [{"title": b.get("title"), "payload": b.get("payload")} for b in buttons],
-                    "time": event.get("timestamp"),
-                }
-            )
+            item: dict[str, Any] = {
+                "speaker": "bot",
+                "text": event.get("text") or "",
+                "buttons": [{"title": b.get("title"), "payload": b.get("payload")} for b in buttons],
+                "time": event.get("timestamp"),
+            }
+            agent = (event.get("metadata") or {}).get("agent")
+            if agent:
+                item["agent"] = str(agent)  # a person wrote it (the widget labels it)
+            messages.append(item)
     return messages

@@ -16,7 +16,7 @@ import uuid
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 from urllib.parse import quote
 
-from rasa.core.channels.channel import InputChannel, UserMessage
+from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIOOutput
 from sanic import Blueprint, response
 from sanic.request import Request
@@ -55,6 +55,39 @@ def shared_manager() -> Optional[AsyncRedisManager]:
     return AsyncRedisManager(f"redis://{auth}{host}:{port}/{db}", channel=f"{prefix}:socketio")
 
 
+class WidgetOutput(SocketIOOutput):
+    """Stock socket.io output, plus who is speaking: ``agent`` on the lines a person wrote.
+
+    Agent lines reach Rasa as bot events with ``metadata.agent`` (handoff/rasa_api.py); Rasa
+    hands that metadata to the output channel, which stock drops. The widget uses it to label
+    the line and to stop showing "the assistant is typing" while a person holds the chat.
+    """
+
+    _agent: Optional[str] = None
+
+    async def _send_message(self, socket_id: Text, response: Any) -> None:
+        if self._agent and isinstance(response, dict):
+            response = {**response, "agent": self._agent}
+        await super()._send_message(socket_id, response)
+
+    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
+        # one output object per turn or API call, used one message at a time
+        self._agent = str(kwargs["agent"]) if kwargs.get("agent") else None
+        try:
+            await super().send_text_message(recipient_id, text, **kwargs)
+        finally:
+            self._agent = None
+
+    async def send_text_with_buttons(
+        self, recipient_id: Text, text: Text, buttons: Any, **kwargs: Any
+    ) -> None:
+        self._agent = str(kwargs["agent"]) if kwargs.get("agent") else None
+        try:
+            await super().send_text_with_buttons(recipient_id, text, buttons, **kwargs)
+        finally:
+            self._agent = None
+
+
 class WidgetSocketChannel(SocketIOInput):
     """The channel behind the web chat widget (``name() == "socketio"``)."""
 
@@ -77,6 +110,12 @@ class WidgetSocketChannel(SocketIOInput):
         return channel
 
     max_message_chars: int = 2000
+
+    def get_output_channel(self) -> Optional[OutputChannel]:
+        # what Rasa's tracker events API (output_channel=latest) sends agent lines through
+        if self.sio is None:
+            return None
+        return WidgetOutput(self.sio, self.bot_message_evt)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         on_new_message = timed(self.name(), on_new_message)
@@ -149,7 +188,7 @@ class WidgetSocketChannel(SocketIOInput):
                 data.get("message"), self.max_message_chars, default_sealer(), metadata
             )
             metadata = inspected.metadata
-            output = SocketIOOutput(sio, self.bot_message_evt)
+            output = WidgetOutput(sio, self.bot_message_evt)
             try:
                 await on_new_message(
                     UserMessage(

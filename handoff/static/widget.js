@@ -20,12 +20,14 @@
     zh: {
       title: "星卡数码客服", subtitle: "智能客服小卡 · 随时转人工", placeholder: "请输入您的问题…",
       send: "发送", open: "联系客服", close: "关闭", typing: "小卡正在输入…",
-      offline: "连接中断，正在重新连接…", error: "消息发送失败，请稍后重试。", person: "转人工"
+      offline: "连接中断，正在重新连接…", error: "消息发送失败，请稍后重试。", person: "转人工",
+      agent: "人工客服", withAgent: "人工客服 {name} 正在为您服务"
     },
     en: {
       title: "StarCard Support", subtitle: "Xiaoka, AI assistant · a person is one tap away", placeholder: "Type your question…",
       send: "Send", open: "Chat with us", close: "Close", typing: "Xiaoka is typing…",
-      offline: "Connection lost, reconnecting…", error: "Your message could not be sent, please try again.", person: "Talk to a person"
+      offline: "Connection lost, reconnecting…", error: "Your message could not be sent, please try again.", person: "Talk to a person",
+      agent: "Support agent", withAgent: "You are chatting with {name} from our support team"
     }
   };
   var langAttr = script.getAttribute("data-lang") || "auto";
@@ -52,6 +54,8 @@
     ".log{flex:1;overflow-y:auto;padding:14px;background:#f5f7fa;display:flex;flex-direction:column;gap:8px}",
     ".msg{max-width:82%;padding:9px 12px;border-radius:12px;font-size:14px;line-height:1.45;white-space:pre-wrap;word-wrap:break-word;overflow-wrap:anywhere}",
     ".bot{align-self:flex-start;background:#fff;color:#1d2129;border:1px solid #e5e8ef;border-bottom-left-radius:4px}",
+    ".bot.agent{background:#eef4ff;border-color:#c6d8fb}",
+    ".who{align-self:flex-start;color:#4e5969;font-size:11px;margin:2px 0 -5px 4px}",
     ".user{align-self:flex-end;background:#1f6feb;color:#fff;border-bottom-right-radius:4px}",
     ".notice{align-self:center;color:#86909c;font-size:12px}",
     ".buttons{display:flex;flex-wrap:wrap;gap:6px;align-self:flex-start;max-width:90%}",
@@ -79,7 +83,8 @@
   var launcher = el("button", "launcher", t.open); launcher.setAttribute("data-testid", "launcher");
   var panel = el("div", "panel"); panel.setAttribute("role", "dialog"); panel.setAttribute("aria-label", t.title);
   var head = el("div", "head");
-  var titles = el("div"); titles.appendChild(el("h2", null, t.title)); titles.appendChild(el("p", null, t.subtitle));
+  var subtitle = el("p", null, t.subtitle); subtitle.setAttribute("data-testid", "subtitle");
+  var titles = el("div"); titles.appendChild(el("h2", null, t.title)); titles.appendChild(subtitle);
   var closeBtn = el("button", "x", "×"); closeBtn.setAttribute("aria-label", t.close);
   head.appendChild(titles); head.appendChild(closeBtn);
   var log = el("div", "log"); log.setAttribute("aria-live", "polite"); log.setAttribute("data-testid", "log");
@@ -97,6 +102,23 @@
     var bubble = el("div", "msg " + kind, text);
     bubble.setAttribute("data-testid", kind + "-message");
     log.insertBefore(bubble, typing); scroll(); return bubble;
+  }
+  // a line a person wrote: their name above it, and the header says who the customer talks to
+  function addAgentMessage(text, agent) {
+    log.insertBefore(el("div", "who", t.agent + " · " + agent), typing);
+    addMessage("bot", text).className += " agent";
+  }
+  // while a person holds the chat the bot is silent: no "the assistant is typing" after a line
+  var agentName = null;
+  function setAgent(name) {
+    agentName = name || null;
+    subtitle.textContent = agentName ? t.withAgent.replace("{name}", agentName) : t.subtitle;
+    if (agentName) showTyping(false);
+  }
+  function addBotLine(text, agent) {
+    if (agent) addAgentMessage(text, agent); else addMessage("bot", text);
+    setAgent(agent);
+    botShown++;
   }
   function disableOldButtons() {
     var groups = log.querySelectorAll(".buttons button");
@@ -127,7 +149,7 @@
   function renderHistory(items) {
     items.forEach(function (item) {
       if (item.speaker === "customer") addMessage("user", item.text);
-      else if (item.text) { addMessage("bot", item.text); botShown++; }
+      else if (item.text) addBotLine(item.text, item.agent);
     });
     var last = items[items.length - 1];
     if (last && last.speaker !== "customer" && last.buttons && last.buttons.length) addButtons(last.buttons, true);
@@ -179,7 +201,7 @@
     });
     socket.on("bot_uttered", function (data) {
       disableOldButtons();
-      if (data && data.text) { addMessage("bot", data.text); botShown++; }
+      if (data && data.text) addBotLine(data.text, data.agent);
       var buttons = (data && (data.quick_replies || data.buttons)) || [];
       addButtons(buttons, true);
       clearTimeout(typingTimer);
@@ -202,6 +224,7 @@
     } else {
       pending.push({ session_id: sessionId, message: text, metadata: metadata });
     }
+    if (agentName) return;  // a person answers in their own time; the bot says nothing meanwhile
     showTyping(true);
     clearTimeout(typingTimer);
     typingTimer = setTimeout(function () { showTyping(false); }, 15000);

@@ -17,7 +17,7 @@ import pytest
 
 from handoff.auth import Role
 from scripts.stack import Stack
-from tests.integration.helpers import rest_url, say
+from tests.integration.helpers import rest_url, say, texts
 
 pytestmark = pytest.mark.browser
 
@@ -224,3 +224,52 @@ def test_restarting_the_handoff_service_mid_chat_loses_nothing_and_the_console_r
     console.locator("#send").click()
     assert delivered(console, stack, customer, "Yes, still here. Your code has been resent.")
     assert console.dialogs == []
+
+
+def test_the_widget_shows_who_answers_while_an_agent_holds_the_chat(
+    console: Any, browser: Any, stack: Stack
+) -> None:
+    """The customer sees the agent's name on their lines and in the header, and no "typing" from the bot."""
+    from tests.browser.test_widget import ROOT, bot_texts, send
+
+    name = "widget-agent-" + secrets.token_hex(3)
+    add_agent(stack, name, Role.AGENT)
+    log_in(console, name)
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 860})
+    try:
+        widget = context.new_page()
+        widget.set_default_timeout(30_000)
+        widget.goto(f"http://127.0.0.1:{stack.settings.web_port}/")
+        widget.wait_for_function(f"() => {ROOT}.querySelector('.bot')")
+        subtitle = widget.locator("#starcard-chat [data-testid=subtitle]")
+        assert "AI assistant" in subtitle.inner_text()
+        send(widget, "I want to talk to a person")
+        session = widget.evaluate("() => window.StarCardChat.sessionId()")
+        open_and_claim(console, session)
+        line = "Hi, this is " + name + ". Let me look at your order."
+        console.locator("#reply").fill(line)
+        console.locator("#send").click()
+        widget.wait_for_function(
+            f"t => [...{ROOT}.querySelectorAll('.bot.agent')].some(b => b.textContent === t)", arg=line
+        )
+        assert widget.locator("#starcard-chat .who").last.inner_text() == f"Support agent · {name}"
+        assert name in subtitle.inner_text()
+        # the customer writes during the hold: the bot stays silent, so it must not look like typing
+        widget.locator("#starcard-chat textarea").fill("thanks, it is order DG202611230017")
+        widget.locator("#starcard-chat textarea").press("Enter")
+        console.locator("#transcript").get_by_text("thanks, it is order DG202611230017").wait_for()
+        assert widget.locator("#starcard-chat .typing.on").count() == 0
+        widget.screenshot(path=str(ARTIFACTS / "widget-agent.png"))
+        # a reload keeps the agent's label and the header (from the history)
+        widget.reload()
+        widget.wait_for_function(f"() => {ROOT}.querySelector('.bot.agent')")
+        assert name in subtitle.inner_text()
+        # handed back: the header is the assistant's again and the bot answers
+        console.locator("#handback").click()
+        widget.wait_for_function(
+            f"() => {ROOT}.querySelector('[data-testid=subtitle]').textContent.includes('AI assistant')"
+        )
+        send(widget, "hello")
+        assert bot_texts(widget)[-1] == texts("utter_greet")["en"]
+    finally:
+        context.close()

@@ -26,3 +26,13 @@ def test_history_shows_customer_and_bot_lines_with_last_buttons() -> None:
         ("customer", "转人工"),
     ]
     assert messages[2]["buttons"] == [{"title": "转人工", "payload": "/ask_human"}]
+
+
+def test_an_agents_line_carries_the_agents_name_and_the_bots_does_not() -> None:
+    events = [
+        {"event": "bot", "text": "You're first in the queue.", "metadata": {}, "timestamp": 1},
+        {"event": "bot", "text": "Hi, Anna here", "metadata": {"agent": "anna"}, "timestamp": 2},
+    ]
+    bot, agent = history_from_events(events)
+    assert "agent" not in bot
+    assert agent["agent"] == "anna" and agent["text"] == "Hi, Anna here"
