@@ -61,3 +61,17 @@ def test_unknown_order_id_is_asked_again(stack: Stack, language: str) -> None:
         texts("utter_ask_order_lookup_form_order_id")[language],
     ]
     assert say(stack, sender, ORDER)[-1]["text"] == texts("utter_ask_order_lookup_form_owner_proof")[language]
+
+
+NEVER_MIND = {"zh": "算了，不用查了", "en": "never mind, forget it"}
+HELLO = {"zh": "你好", "en": "hello"}
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_never_mind_stops_the_lookup_and_the_bot_goes_on(stack: Stack, language: str) -> None:
+    sender = start(stack, language)
+    say(stack, sender, ORDER)  # half way: the order id is given, the ownership proof is asked
+    assert say(stack, sender, NEVER_MIND[language])[-1]["text"] == texts("utter_flow_stopped")[language]
+    # the form is over: a greeting is a greeting again, not an answer to "the last 4 digits?"
+    assert say(stack, sender, HELLO[language])[-1]["text"] == texts("utter_greet")[language]
+    assert not handoff_records(stack, sender)
