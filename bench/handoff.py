@@ -45,7 +45,6 @@ import platform
 import random
 import secrets
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,7 @@ import socketio  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from websockets.client import connect as websocket_connect  # noqa: E402
 
+from bench.stats import summary  # noqa: E402
 from handoff.auth import AgentDirectory, Role  # noqa: E402
 from handoff.queue import HandoffQueue  # noqa: E402
 from scripts.stack import Stack, private_settings  # noqa: E402
@@ -73,23 +73,6 @@ MODES = ("burst", "steady")
 # untimed conversations served before the measured rounds
 WARM_UP = 8
 GOALS_MS = {"request_to_console": 250.0, "handoff_request_to_console": 250.0, "reply_to_customer": 150.0}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "n": len(values),
-        "p50_ms": round(percentile(values, 50), 1),
-        "p90_ms": round(percentile(values, 90), 1),
-        "p99_ms": round(percentile(values, 99), 1),
-        "mean_ms": round(statistics.fmean(values), 1),
-        "max_ms": round(max(values), 1),
-    }
 
 
 class Customer:

@@ -50,7 +50,7 @@ import aiohttp  # noqa: E402
 import socketio  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.handoff import summary as handoff_summary  # noqa: E402
+from bench.stats import summary  # noqa: E402
 from scripts.replicas import ReplicaStack  # noqa: E402
 from scripts.stack import private_settings  # noqa: E402
 
@@ -62,10 +62,6 @@ SCRIPTS: dict[str, list[str]] = {
     "handoff": ["I want to talk to a human", "/cancel_handoff"],
 }
 SOURCE_ADDRESSES = 200  # 127.0.0.2 ... : distinct "customers" for nginx's address hash
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return handoff_summary(values) if values else {"n": 0}
 
 
 @dataclass

@@ -56,6 +56,7 @@ import socketio  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.moodbot import Moodbot  # noqa: E402
+from bench.stats import percentile  # noqa: E402
 from scripts.stack import Stack, private_settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -209,11 +210,6 @@ async def run_cell(
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     cell.wall = time.perf_counter() - started
     return cell
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 def summarise(cell: Cell) -> dict[str, Any]:
