@@ -62,6 +62,22 @@ def _env(name: str, default: str, extra: dict[str, str]) -> str:
     return os.environ.get(name) or extra.get(name) or default
 
 
+def _int(name: str, default: str, extra: dict[str, str]) -> int:
+    value = _env(name, default, extra)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number (got {value!r})") from None
+
+
+def _float(name: str, default: str, extra: dict[str, str]) -> float:
+    value = _env(name, default, extra)
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number (got {value!r})") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the defaults the run command uses."""
@@ -103,8 +119,8 @@ class Settings:
     def from_env(cls) -> Settings:
         extra = load_env_file()
         var_dir = Path(_env("CS_VAR_DIR", str(PROJECT_ROOT / "var"), extra))
-        local_redis_port = int(_env("LOCAL_REDIS_PORT", "6380", extra))
-        rasa_port = int(_env("RASA_PORT", "5005", extra))
+        local_redis_port = _int("LOCAL_REDIS_PORT", "6380", extra)
+        rasa_port = _int("RASA_PORT", "5005", extra)
         prefix = _env("CS_KEY_PREFIX", "cs", extra)
         if not prefix.isalnum():
             # Rasa silently ignores non-alphanumeric prefixes; fail loudly instead
@@ -115,15 +131,15 @@ class Settings:
             rasa_url=_env("RASA_URL", f"http://127.0.0.1:{rasa_port}", extra).rstrip("/"),
             rasa_token=_env("RASA_TOKEN", DEMO_RASA_TOKEN, extra),
             web_host=_env("WEB_HOST", "127.0.0.1", extra),
-            web_port=int(_env("WEB_PORT", "8000", extra)),
+            web_port=_int("WEB_PORT", "8000", extra),
             rasa_port=rasa_port,
-            action_port=int(_env("ACTION_PORT", "5055", extra)),
+            action_port=_int("ACTION_PORT", "5055", extra),
             local_redis_port=local_redis_port,
-            max_message_chars=int(_env("MAX_MESSAGE_CHARS", "2000", extra)),
-            action_timeout_seconds=float(_env("ACTION_TIMEOUT_SECONDS", "20", extra)),
-            rate_limit_burst=int(_env("RATE_LIMIT_BURST", "8", extra)),
-            rate_limit_per_minute=int(_env("RATE_LIMIT_PER_MINUTE", "30", extra)),
-            retention_days=float(_env("CS_RETENTION_DAYS", "30", extra)),
+            max_message_chars=_int("MAX_MESSAGE_CHARS", "2000", extra),
+            action_timeout_seconds=_float("ACTION_TIMEOUT_SECONDS", "20", extra),
+            rate_limit_burst=_int("RATE_LIMIT_BURST", "8", extra),
+            rate_limit_per_minute=_int("RATE_LIMIT_PER_MINUTE", "30", extra),
+            retention_days=_float("CS_RETENTION_DAYS", "30", extra),
             var_dir=var_dir,
             log_level=_env("LOG_LEVEL", "INFO", extra).upper(),
             public_rasa_url=_env("PUBLIC_RASA_URL", "", extra).rstrip("/"),
@@ -133,7 +149,7 @@ class Settings:
             wechat_app_secret=_env("WECHAT_APP_SECRET", "", extra),
             wechat_encoding_aes_key=_env("WECHAT_ENCODING_AES_KEY", "", extra),
             wechat_api_url=_env("WECHAT_API_URL", "https://api.weixin.qq.com", extra).rstrip("/"),
-            wechat_reply_deadline=float(_env("WECHAT_REPLY_DEADLINE", "4.5", extra)),
+            wechat_reply_deadline=_float("WECHAT_REPLY_DEADLINE", "4.5", extra),
             telegram_bot_token=_env("TELEGRAM_BOT_TOKEN", "", extra),
             telegram_webhook_secret=_env("TELEGRAM_WEBHOOK_SECRET", "", extra),
             telegram_api_url=_env("TELEGRAM_API_URL", "https://api.telegram.org", extra).rstrip("/"),

@@ -403,7 +403,11 @@ class Stack:
 
 def run(build: Callable[[Settings, bool], Stack] | None = None) -> int:
     """The run command; ``build`` makes another kind of stack (scripts/replicas.py)."""
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:  # a malformed setting: say which, not a traceback
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
     start_redis = not (os.environ.get("REDIS_URL") or "")
     if not start_redis:
         parts = split_redis_url(settings.redis_url)

@@ -79,3 +79,20 @@ def test_run_command_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path)
     time.sleep(0.5)
     for port in ports.values():
         assert processes_mentioning(f"--port {port}") == []
+
+
+def test_a_malformed_setting_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    env = {**os.environ, "ACTION_TIMEOUT_SECONDS": "soon", "CS_VAR_DIR": str(tmp_path / "var")}
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.stack", "run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "configuration error: ACTION_TIMEOUT_SECONDS must be a number (got 'soon')" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "var" / "log").exists()

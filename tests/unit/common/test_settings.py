@@ -44,3 +44,18 @@ def test_non_alphanumeric_prefix_fails_loudly(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("CS_KEY_PREFIX", "cs-prod")
     with pytest.raises(ValueError, match="alphanumeric"):
         Settings.from_env()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ACTION_TIMEOUT_SECONDS", "soon", "ACTION_TIMEOUT_SECONDS must be a number"),
+        ("RASA_PORT", "50o5", "RASA_PORT must be a whole number"),
+    ],
+)
+def test_a_malformed_number_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env()
