@@ -63,19 +63,21 @@ def _env(name: str, default: str, extra: dict[str, str]) -> str:
 
 
 def _int(name: str, default: str, extra: dict[str, str]) -> int:
-    value = _env(name, default, extra)
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number (got {value!r})") from None
+    return int(_number(name, default, extra, whole=True))
 
 
 def _float(name: str, default: str, extra: dict[str, str]) -> float:
+    return _number(name, default, extra, whole=False)
+
+
+def _number(name: str, default: str, extra: dict[str, str], whole: bool) -> float:
+    """A numeric setting; a malformed one says which variable it is (not just "invalid literal")."""
     value = _env(name, default, extra)
     try:
-        return float(value)
+        return int(value) if whole else float(value)
     except ValueError:
-        raise ValueError(f"{name} must be a number (got {value!r})") from None
+        kind = "a whole number" if whole else "a number"
+        raise ValueError(f"{name} must be {kind} (got {value!r})") from None
 
 
 @dataclass(frozen=True)
