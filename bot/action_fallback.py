@@ -41,6 +41,8 @@ APOLOGY = "utter_actions_unavailable"
 # these hand off; running them here keeps the way to a person open
 HANDOFF_ACTIONS = frozenset({"action_handoff", "action_default_fallback"})
 _INSTALLED = "_cs_action_fallback"
+# seconds a remote action may take (None: Rasa's own 5 minutes); set by install()
+_limit: float | None = None
 
 
 def action_server_away(error: BaseException) -> bool:
@@ -104,26 +106,25 @@ async def when_away(
 
 
 def install(timeout: float | None = None) -> None:
-    """Wrap RemoteAction.run once per process; ``timeout`` (s) defaults to ACTION_TIMEOUT_SECONDS."""
+    """Wrap RemoteAction.run once per process; ``timeout`` (s) defaults to ACTION_TIMEOUT_SECONDS.
+
+    Installing again only changes the limit (tests set a short one and put it back).
+    """
+    global _limit
     if timeout is None:
         from common.settings import Settings
 
         timeout = Settings.from_env().action_timeout_seconds
-    limit = timeout if timeout > 0 else None
-    current = getattr(RemoteAction.run, _INSTALLED, None)
-    if current is not None:
-        current["timeout"] = limit
+    _limit = timeout if timeout > 0 else None
+    if getattr(RemoteAction.run, _INSTALLED, False):
         return
     original = RemoteAction.run
-    config: dict[str, float | None] = {"timeout": limit}
 
     async def run(
         self: RemoteAction, output_channel: Any, nlg: Any, tracker: Any, domain: Any
     ) -> List[Event]:
         try:
-            return await asyncio.wait_for(
-                original(self, output_channel, nlg, tracker, domain), config["timeout"]
-            )
+            return await asyncio.wait_for(original(self, output_channel, nlg, tracker, domain), _limit)
         except Exception as error:
             if not action_server_away(error):
                 raise
@@ -135,5 +136,5 @@ def install(timeout: float | None = None) -> None:
             )
             return await when_away(self, output_channel, nlg, tracker)
 
-    setattr(run, _INSTALLED, config)
+    setattr(run, _INSTALLED, True)
     RemoteAction.run = run  # type: ignore[method-assign]
