@@ -23,8 +23,16 @@ def rest_url(stack: Stack) -> str:
     return f"http://127.0.0.1:{stack.settings.rasa_port}/webhooks/rest/webhook"
 
 
+def rest_headers(stack: Stack) -> dict[str, str]:
+    """How the stack's REST integration authenticates (its first CS_REST_CLIENTS token)."""
+    token = next(iter(stack.settings.rest_clients))
+    return {"Authorization": f"Bearer {token}"}
+
+
 def say(stack: Stack, sender: str, message: Any, timeout: float = 30) -> list[dict[str, Any]]:
-    reply = httpx.post(rest_url(stack), json={"sender": sender, "message": message}, timeout=timeout)
+    reply = httpx.post(
+        rest_url(stack), json={"sender": sender, "message": message}, headers=rest_headers(stack), timeout=timeout
+    )
     assert reply.status_code == 200, reply.text
     return list(reply.json())
 

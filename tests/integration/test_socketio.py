@@ -10,6 +10,7 @@ import httpx
 import pytest
 import socketio
 
+from common.secrets import conversation_secret
 from scripts.stack import Stack
 from tests.integration.helpers import is_handoff, is_kb_answer, texts
 
@@ -32,7 +33,9 @@ class WidgetClient:
 
     async def open(self, session_id: str | None) -> str:
         await self.sio.connect(self.url, transports=["websocket"], socketio_path="/socket.io")
-        await self.sio.emit("session_request", {"session_id": session_id})
+        # a returning browser shows the secret it was issued with the id (the widget keeps both)
+        secret = conversation_secret(self.stack.settings.conversation_key, session_id or "")
+        await self.sio.emit("session_request", {"session_id": session_id, "session_secret": secret})
         return await asyncio.wait_for(self.confirmed.get(), 10)
 
     async def say(self, session_id: str, message: str) -> dict[str, Any]:
