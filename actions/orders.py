@@ -167,14 +167,20 @@ class OwnedOrderForm(ShopUser, FormValidationAction):
         status = await limiter.status(order_id, address)
         if status.locked:
             raise FlowHandoff(
-                "utter_owner_check_locked", Reason.VERIFICATION_FAILED, ATTACKED_CATEGORY, status.describe(order_id)
+                "utter_owner_check_locked",
+                Reason.VERIFICATION_FAILED,
+                ATTACKED_CATEGORY,
+                status.describe(order_id),
             )
         if await self.shop().verify_owner(order_id, proof):
             return {"owner_proof": VERIFIED, "owner_verified": True, "verification_failures": 0}
         status = await limiter.failed(order_id, address, tracker.sender_id)
         if status.locked:
             raise FlowHandoff(
-                "utter_owner_check_locked", Reason.VERIFICATION_FAILED, ATTACKED_CATEGORY, status.describe(order_id)
+                "utter_owner_check_locked",
+                Reason.VERIFICATION_FAILED,
+                ATTACKED_CATEGORY,
+                status.describe(order_id),
             )
         failures = int(tracker.get_slot("verification_failures") or 0) + 1
         if failures >= MAX_FAILURES:

@@ -64,7 +64,11 @@ class ProofLimiter:
 
     def _keys(self, order_id: str, address: str) -> tuple[str, str, str]:
         base = f"{self.prefix}:proof"
-        return f"{base}:order:{order_id}", f"{base}:order:{order_id}:conversations", f"{base}:address:{address}"
+        return (
+            f"{base}:order:{order_id}",
+            f"{base}:order:{order_id}:conversations",
+            f"{base}:address:{address}",
+        )
 
     async def status(self, order_id: str, address: str) -> ProofStatus:
         order_key, conversations_key, address_key = self._keys(order_id, address)

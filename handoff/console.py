@@ -36,6 +36,8 @@ UNANSWERED_GROUPED = 300  # the latest questions grouped by meaning
 GROUPS_TTL_SECONDS = 60.0
 DRAFT_NAME = re.compile(r"draft-[0-9]{14}-[a-z0-9-]{1,48}\.md")
 STATIC_DIR = Path(__file__).parent / "static"
+
+
 def console_csp(host: str) -> str:
     """The console's policy: its websocket goes to this host only (not ``ws:`` anywhere)."""
     host = host if host and all(c.isalnum() or c in ".:-[]" for c in host) else "localhost"
@@ -44,6 +46,8 @@ def console_csp(host: str) -> str:
         f"connect-src 'self' ws://{host} wss://{host}; frame-ancestors 'none'; base-uri 'none'; "
         "form-action 'self'"
     )
+
+
 CANNED = {
     "zh": [
         {"title": "问候", "text": "您好，我是客服，已经看到您和小卡的对话了，马上为您处理。"},

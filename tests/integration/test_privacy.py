@@ -91,7 +91,8 @@ def test_personal_values_are_masked_in_logs_metrics_analytics_and_exports(
     # metric labels of every service, and every log
     s = stack.settings
     labels = "\n".join(
-        label_values(f"http://127.0.0.1:{port}", s.metrics_token) for port in (s.rasa_port, s.action_port, s.web_port)
+        label_values(f"http://127.0.0.1:{port}", s.metrics_token)
+        for port in (s.rasa_port, s.action_port, s.web_port)
     )
     logs = "\n".join(path.read_text(errors="replace") for path in stack.log_dir.glob("*.log"))
     # the event stream the handoff service and any other reader consume (bot/broker.py)

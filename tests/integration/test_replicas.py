@@ -22,8 +22,8 @@ import httpx
 import pytest
 import socketio
 
-from scripts.replicas import ReplicaStack, render_nginx_conf
 from common.secrets import conversation_secret
+from scripts.replicas import ReplicaStack, render_nginx_conf
 from scripts.stack import StackError, private_settings
 from tests.integration.helpers import rest_headers
 
@@ -98,7 +98,9 @@ async def test_twenty_conversations_of_ten_messages_across_two_replicas_stay_in_
         for n in range(MESSAGES):
             text = LINES[n % len(LINES)].format(n=n)
             sent[sender].append(text)
-            reply = await http.post(rest(replicas), json={"sender": sender, "message": text}, headers=rest_headers(replicas))
+            reply = await http.post(
+                rest(replicas), json={"sender": sender, "message": text}, headers=rest_headers(replicas)
+            )
             if reply.status_code != 200 or not reply.json():
                 failures.append(f"{sender} #{n}: {reply.status_code} {reply.text[:100]}")
 
@@ -192,7 +194,9 @@ async def test_killing_one_rasa_replica_under_traffic_the_conversations_go_on(re
     async def conversation(http: httpx.AsyncClient, sender: str) -> None:
         for n in range(8):
             text = f"hello {n}"
-            reply = await http.post(rest(replicas), json={"sender": sender, "message": text}, headers=rest_headers(replicas))
+            reply = await http.post(
+                rest(replicas), json={"sender": sender, "message": text}, headers=rest_headers(replicas)
+            )
             if reply.status_code == 200 and reply.json():
                 answered[sender].append(text)
             elif not killed.is_set() or len(failed_at_kill) >= len(senders):

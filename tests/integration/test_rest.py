@@ -10,7 +10,16 @@ import pytest
 
 from common.tracker_keys import events_key
 from scripts.stack import Stack
-from tests.integration.helpers import is_chinese, is_handoff, is_kb_answer, redis_client, rest_url, say, texts, rest_headers
+from tests.integration.helpers import (
+    is_chinese,
+    is_handoff,
+    is_kb_answer,
+    redis_client,
+    rest_headers,
+    rest_url,
+    say,
+    texts,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +157,12 @@ def test_redis_going_away_mid_conversation_loses_nothing(stack: Stack) -> None:
     say(stack, sender, "你好")
     stack.stop_service("redis")
     try:
-        reply = httpx.post(rest_url(stack), json={"sender": sender, "message": "怎么退款"}, headers=rest_headers(stack), timeout=60)
+        reply = httpx.post(
+            rest_url(stack),
+            json={"sender": sender, "message": "怎么退款"},
+            headers=rest_headers(stack),
+            timeout=60,
+        )
         # a clear, retryable answer instead of an empty 200
         assert reply.status_code == 503 and reply.json()["error"] == "unavailable"
     finally:

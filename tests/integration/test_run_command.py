@@ -26,7 +26,9 @@ SECRETS = ("RASA_TOKEN", "ACTION_SERVER_TOKEN", "METRICS_TOKEN", "CS_CONVERSATIO
 
 
 @pytest.mark.parametrize("host", ["WEB_HOST", "RASA_HOST", "ACTION_HOST"])
-def test_run_command_refuses_a_public_address_while_a_demo_secret_is_in_use(tmp_path: Path, host: str) -> None:
+def test_run_command_refuses_a_public_address_while_a_demo_secret_is_in_use(
+    tmp_path: Path, host: str
+) -> None:
     """Issue 23: reachable from other machines with secrets anyone with the install can read is refused."""
     env = {k: v for k, v in os.environ.items() if k not in SECRETS}
     env.update({"CS_VAR_DIR": str(tmp_path / "var"), host: "0.0.0.0", "RASA_TOKEN": "x" * 40})
@@ -62,7 +64,9 @@ def processes_mentioning(marker: str) -> list[str]:
 
 def test_run_command_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     ports = {name: free_port() for name in ("LOCAL_REDIS_PORT", "RASA_PORT", "ACTION_PORT", "WEB_PORT")}
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RASA_URL", "PUBLIC_RASA_URL", *SECRETS)}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RASA_URL", "PUBLIC_RASA_URL", *SECRETS)
+    }
     env.update({k: str(v) for k, v in ports.items()})
     env["CS_VAR_DIR"] = str(tmp_path / "var")
     launcher = subprocess.Popen(

@@ -99,5 +99,11 @@ async def test_reconnect_keeps_the_conversation(stack: Stack, client: WidgetClie
     assert is_kb_answer(reply["text"], "zh") or reply["text"] == texts("utter_invoice")["zh"]
     await again.close()
     async with httpx.AsyncClient() as http:
-        history = (await http.get(f"http://127.0.0.1:{stack.settings.web_port}/api/history/{session}")).json()
+        secret = conversation_secret(stack.settings.conversation_key, session)
+        history = (
+            await http.get(
+                f"http://127.0.0.1:{stack.settings.web_port}/api/history/{session}",
+                headers={"X-Conversation-Secret": secret},
+            )
+        ).json()
     assert [m["text"] for m in history["messages"] if m["speaker"] == "customer"] == ["你好", "发票怎么开"]

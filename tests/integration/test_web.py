@@ -39,4 +39,7 @@ def test_history_rejects_bad_ids(stack: Stack) -> None:
 def test_health_and_metrics(stack: Stack) -> None:
     assert web(stack, "/healthz").json() == {"status": "ok"}
     web(stack, "/")
-    assert "web_http_requests_total" in web(stack, "/metrics", Authorization=f"Bearer {stack.settings.metrics_token}").text
+    assert (
+        "web_http_requests_total"
+        in web(stack, "/metrics", Authorization=f"Bearer {stack.settings.metrics_token}").text
+    )
