@@ -88,7 +88,7 @@ def transcript(tracker: Tracker) -> list[TranscriptLine]:
             rejected = metadata.get("rejected_message")
             if attachment_text(metadata):
                 text = str(attachment_text(metadata))
-            elif rejected:
+            elif isinstance(rejected, dict):  # set by the channels only; anything else is not theirs
                 text = (
                     f"[{rejected.get('reason')}, {rejected.get('chars')} chars] {rejected.get('preview', '')}"
                 )

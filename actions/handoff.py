@@ -169,7 +169,11 @@ class ActionHandoff(Action):
         return Reason.CUSTOMER_REQUEST
 
     def build_record(
-        self, tracker: Tracker, reason: Reason | None = None, category: str | None = None
+        self,
+        tracker: Tracker,
+        reason: Reason | None = None,
+        category: str | None = None,
+        note: str | None = None,
     ) -> HandoffRecord:
         reason = reason or self.reason(tracker)
         topic = _topic_intent(tracker)
@@ -185,7 +189,8 @@ class ActionHandoff(Action):
             reason=reason,
             priority=Priority.URGENT if urgent else HIGH_PRIORITY_REASONS.get(reason, Priority.NORMAL),
             category=category,
-            summary=_summary(tracker, topic, reason),
+            # a note first: what the agent must know before reading on (e.g. an attacked proof)
+            summary=(f"{note}; " if note else "") + _summary(tracker, topic, reason),
             transcript=transcript(tracker),
             entities={
                 slot: mask_card_codes(str(tracker.get_slot(slot)))
@@ -214,13 +219,14 @@ class ActionHandoff(Action):
         tracker: Tracker,
         reason: Reason | None = None,
         category: str | None = None,
+        note: str | None = None,
     ) -> list[EventType]:
         """Record the request (once per conversation) and tell the customer; other actions call this too."""
         log = self.request_log or default_request_log()
         whole = tracker
         if window_start(tracker.events):  # Rasa sent only the latest events
             whole = await whole_conversation(tracker, log.client, log.prefix)
-        record = self.build_record(whole, reason, category)
+        record = self.build_record(whole, reason, category, note)
         outcome = await log.record(record)
         logger.info(
             "conversation %s: handoff %s (reason %s, priority %s)",

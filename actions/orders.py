@@ -23,6 +23,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.conversation import customer_language, response_text
 from actions.handoff import ActionHandoff
+from actions.proofs import ATTACKED_CATEGORY, ProofLimiter, client_address, default_limiter
 from handoff.records import Reason
 from shop.backend import Order, ShopBackend, ShopUnavailable, create
 
@@ -50,18 +51,28 @@ def default_backend() -> ShopBackend:
 class FlowHandoff(Exception):
     """A self-service flow cannot go on: say ``response`` and hand off with ``reason``."""
 
-    def __init__(self, response: str, reason: Reason) -> None:
+    def __init__(
+        self, response: str, reason: Reason, category: str | None = None, note: str | None = None
+    ) -> None:
         super().__init__(reason.value)
         self.response = response
         self.reason = reason
+        self.category = category
+        self.note = note  # for the agent's summary
 
 
 async def fail_over(
-    dispatcher: CollectingDispatcher, tracker: Tracker, handoff: ActionHandoff, response: str, reason: Reason
+    dispatcher: CollectingDispatcher,
+    tracker: Tracker,
+    handoff: ActionHandoff,
+    response: str,
+    reason: Reason,
+    category: str | None = None,
+    note: str | None = None,
 ) -> list[EventType]:
     """Stop the form, apologise and hand off."""
     dispatcher.utter_message(response=response)
-    events = await handoff.hand_off(dispatcher, tracker, reason)
+    events = await handoff.hand_off(dispatcher, tracker, reason, category=category, note=note)
     return [*events, SlotSet("requested_slot", None), ActiveLoop(None)]
 
 
@@ -86,10 +97,17 @@ class ShopUser(ABC):
         return self.backend or default_backend()
 
     async def stop_flow(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, response: str, reason: Reason
+        self,
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        response: str,
+        reason: Reason,
+        category: str | None = None,
+        note: str | None = None,
     ) -> list[EventType]:
         """Apologise, hand off, end the form and forget the lookup (the next flow starts clean)."""
-        events = await fail_over(dispatcher, tracker, self.handoff or ActionHandoff(), response, reason)
+        handoff = self.handoff or ActionHandoff()
+        events = await fail_over(dispatcher, tracker, handoff, response, reason, category, note)
         return [*events, *reset_lookup()]
 
 
@@ -97,8 +115,11 @@ class OwnedOrderForm(ShopUser, FormValidationAction):
     """A form that needs an order id and proof that the customer owns the order.
 
     Subclasses name the form; the order lookup and the refund form share the
-    checks, the three-strikes rule and the failure handling.
+    checks, the three-strikes rule, the limits across conversations
+    (actions/proofs.py) and the failure handling.
     """
+
+    limiter: ProofLimiter | None = None
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
@@ -112,7 +133,9 @@ class OwnedOrderForm(ShopUser, FormValidationAction):
             logger.info(
                 "conversation %s: %s hands off (%s)", tracker.sender_id, self.name(), stop.reason.value
             )
-            return await self.stop_flow(dispatcher, tracker, stop.response, stop.reason)
+            return await self.stop_flow(
+                dispatcher, tracker, stop.response, stop.reason, stop.category, stop.note
+            )
 
     async def validate_order_id(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
@@ -137,8 +160,28 @@ class OwnedOrderForm(ShopUser, FormValidationAction):
         if not (PHONE_TAIL.match(proof) or EMAIL.match(proof)):
             dispatcher.utter_message(response="utter_owner_proof_invalid")
             return {"owner_proof": None}
-        if await self.shop().verify_owner(str(tracker.get_slot("order_id")), proof):
+        order_id = str(tracker.get_slot("order_id"))
+        limiter = self.limiter or default_limiter()
+        address = client_address(tracker)
+        # an order (or an address) others have guessed at gets no more checks, only a person
+        status = await limiter.status(order_id, address)
+        if status.locked:
+            raise FlowHandoff(
+                "utter_owner_check_locked",
+                Reason.VERIFICATION_FAILED,
+                ATTACKED_CATEGORY,
+                status.describe(order_id),
+            )
+        if await self.shop().verify_owner(order_id, proof):
             return {"owner_proof": VERIFIED, "owner_verified": True, "verification_failures": 0}
+        status = await limiter.failed(order_id, address, tracker.sender_id)
+        if status.locked:
+            raise FlowHandoff(
+                "utter_owner_check_locked",
+                Reason.VERIFICATION_FAILED,
+                ATTACKED_CATEGORY,
+                status.describe(order_id),
+            )
         failures = int(tracker.get_slot("verification_failures") or 0) + 1
         if failures >= MAX_FAILURES:
             logger.info("conversation %s: ownership check failed %d times", tracker.sender_id, failures)

@@ -94,6 +94,7 @@ class Customer:
         self.messages.put_nowait((self.last_arrival, data))
 
     def _confirm(self, session_id: str) -> None:
+        self.session = session_id  # the server issues the id (and its secret) to a new widget
         if not self.confirmed.done():
             self.confirmed.set_result(session_id)
 

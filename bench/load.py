@@ -85,6 +85,8 @@ class Customer:
         self.tally = tally
         self.reply_timeout = reply_timeout
         self.session_id = f"load-{number}-" + uuid.uuid4().hex[:8]
+        self.issued_id = self.session_id
+        self.secret = ""
         self.replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.confirmed: asyncio.Queue[str] = asyncio.Queue()
         self.sent: list[str] = []
@@ -99,18 +101,28 @@ class Customer:
         self.sio.on("bot_uttered", self.replies.put_nowait)
         self.sio.on("connect", self._connected)
         self.sio.on("disconnect", self._disconnected)
-        self.sio.on("session_confirm", self.confirmed.put_nowait)
+        self.sio.on("session_confirm", self._confirm)
+        self.sio.on("session_secret", self._secret)
         self.sio.on("error_message", lambda data: self.tally.errors.append(f"{self.session_id}: {data}"))
         await self.sio.connect(
             self.url, transports=["websocket"], socketio_path="/socket.io", wait_timeout=30
         )
         await self.sio.emit("session_request", {"session_id": self.session_id})
         await asyncio.wait_for(self.confirmed.get(), 30)
+        self.session_id = self.issued_id
         self.opened = True
+
+    def _secret(self, data: dict[str, str]) -> None:
+        self.secret = data.get("secret", "")
+
+    def _confirm(self, session_id: str) -> None:
+        self.issued_id = session_id  # the server issues the id and its secret; a rejoin shows both
+        self.confirmed.put_nowait(session_id)
 
     async def _connected(self) -> None:
         if self.opened and self.sio is not None:
-            await self.sio.emit("session_request", {"session_id": self.session_id})
+            request = {"session_id": self.session_id, "session_secret": self.secret}
+            await self.sio.emit("session_request", request)
 
     def _disconnected(self) -> None:
         if self.opened:

@@ -141,7 +141,11 @@ class SocketClient:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.confirmed: asyncio.Event = asyncio.Event()
         self.sio.on("bot_uttered", self.inbox.put_nowait)
-        self.sio.on("session_confirm", lambda _data: self.confirmed.set())
+        self.sio.on("session_confirm", self._confirm)
+
+    def _confirm(self, session_id: str) -> None:
+        self.session = session_id  # the server issues the id (and its secret) to a new widget
+        self.confirmed.set()
 
     async def open(self) -> None:
         await self.sio.connect(

@@ -86,9 +86,9 @@ async def _readiness(request: Request) -> dict[str, bool]:
     return {"model": bool(agent is not None and agent.is_ready()), "redis": await _redis_ok()}
 
 
-def add_routes(app: Sanic) -> None:
-    """/metrics, /healthz, /readyz and the response headers, on an app Rasa created."""
-    add_health_routes(app, _readiness)
+def add_routes(app: Sanic, metrics_token: str | None = None) -> None:
+    """/metrics (behind METRICS_TOKEN), /healthz, /readyz and the response headers, on an app Rasa created."""
+    add_health_routes(app, _readiness, metrics_token)
 
     @app.on_response
     async def security_headers(_: Request, reply: HTTPResponse) -> None:

@@ -3,7 +3,11 @@
 Passwords are hashed with scrypt (standard library) and a per-agent salt;
 sessions are random tokens in Redis with a TTL, carried in an HttpOnly,
 SameSite=Strict cookie, plus a CSRF token the console sends as a header on
-every state-changing request. Repeated failed logins lock the name for a while.
+every state-changing request. Repeated failed logins lock that name for the
+address they came from (and an address that tries many names), never the name
+everywhere: a stranger cannot lock a named agent out. A session is checked
+against the agent's current record on every use: a changed password ends it,
+a changed role applies at once.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
-MAX_FAILURES = 5
+MAX_FAILURES = 5  # per agent name and client address
+MAX_ADDRESS_FAILURES = 20  # per client address, whatever the names
 LOCKOUT_SECONDS = 15 * 60
 
 
@@ -107,15 +112,19 @@ class AgentDirectory:
     async def all(self) -> list[Agent]:
         return [Agent.from_json(raw) for raw in (await self.client.hgetall(self.key("agents"))).values()]
 
-    async def login(self, name: str, password: str) -> Session | None:
-        failures_key = self.key("login-failures", name[:64])
+    async def login(self, name: str, password: str, client: str = "unknown") -> Session | None:
+        """Check a login from ``client`` (the peer's address); LockedOut after too many failures from it."""
+        failures_key = self.key("login-failures", client[:64], name[:64])
+        address_key = self.key("login-failures-address", client[:64])
         # count the attempt before checking it, so parallel guesses cannot all slip under the limit;
         # the window starts at the first failure and is not extended by later ones
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.incr(failures_key)
             pipe.expire(failures_key, LOCKOUT_SECONDS, nx=True)
-            attempts, _ = await pipe.execute()
-        if int(attempts) > MAX_FAILURES:
+            pipe.incr(address_key)
+            pipe.expire(address_key, LOCKOUT_SECONDS, nx=True)
+            attempts, _, address_attempts, _ = await pipe.execute()
+        if int(attempts) > MAX_FAILURES or int(address_attempts) > MAX_ADDRESS_FAILURES:
             raise LockedOut(name)
         agent = await self.get(name)
         # scrypt is deliberately slow: keep it off the event loop. Unknown names are checked
@@ -125,13 +134,22 @@ class AgentDirectory:
         if not ok or agent is None:
             logger.warning("failed console login for %r", name[:64])
             return None
-        await self.client.delete(failures_key)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(failures_key)
+            pipe.decr(address_key)  # a good login does not count against its address
+            await pipe.execute()
         session = Session(
             token=secrets.token_urlsafe(32), agent=agent.name, role=agent.role, csrf=secrets.token_urlsafe(24)
         )
         await self.client.set(
             self.key("session", session.token),
-            json.dumps({"agent": session.agent, "role": session.role.value, "csrf": session.csrf}),
+            json.dumps(
+                {
+                    "agent": session.agent,
+                    "csrf": session.csrf,
+                    "password": password_fingerprint(agent.password_hash),
+                }
+            ),
             ex=self.session_ttl_seconds,
         )
         logger.info("agent %s logged in", agent.name)
@@ -144,13 +162,23 @@ class AgentDirectory:
         if raw is None:
             return None
         data = json.loads(raw)
-        # the agent may have been removed since
-        if await self.get(data["agent"]) is None:
+        agent = await self.get(data["agent"])
+        # removed since, or the password changed (the usual answer to a leaked one): the session ends
+        if agent is None or not hmac.compare_digest(
+            str(data.get("password", "")), password_fingerprint(agent.password_hash)
+        ):
+            await self.client.delete(self.key("session", token))
             return None
-        return Session(token=token, agent=data["agent"], role=Role(data["role"]), csrf=data["csrf"])
+        # the role is the agent's current one: a demoted supervisor is an agent from the next request on
+        return Session(token=token, agent=agent.name, role=agent.role, csrf=data["csrf"])
 
     async def logout(self, token: str) -> None:
         await self.client.delete(self.key("session", token))
+
+
+def password_fingerprint(password_hash: str) -> str:
+    """What a session remembers of the password it was opened with (not the hash itself)."""
+    return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()[:32]
 
 
 @functools.lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from common.masking import mask_card_codes
 from common.redaction import redact
@@ -36,10 +36,18 @@ UNANSWERED_GROUPED = 300  # the latest questions grouped by meaning
 GROUPS_TTL_SECONDS = 60.0
 DRAFT_NAME = re.compile(r"draft-[0-9]{14}-[a-z0-9-]{1,48}\.md")
 STATIC_DIR = Path(__file__).parent / "static"
-CONSOLE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
+
+
+def console_csp(host: str) -> str:
+    """The console's policy: its websocket goes to this host only (not ``ws:`` anywhere)."""
+    host = host if host and all(c.isalnum() or c in ".:-[]" for c in host) else "localhost"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self' ws://{host} wss://{host}; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'"
+    )
+
+
 CANNED = {
     "zh": [
         {"title": "问候", "text": "您好，我是客服，已经看到您和小卡的对话了，马上为您处理。"},
@@ -67,13 +75,26 @@ CANNED = {
 }
 
 
+def valid_unicode(value: str) -> str:
+    """JSON can carry lone surrogates ("\\ud800"); no UTF-8 store or hash takes them: a 422, not a 500."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
 class Login(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
 
+    _unicode = field_validator("name", "password")(valid_unicode)
+
 
 class Text(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
+
+    _unicode = field_validator("text")(valid_unicode)
 
 
 class Transfer(BaseModel):
@@ -92,6 +113,8 @@ class Draft(BaseModel):
 
 class DraftText(BaseModel):
     text: str = Field(min_length=1, max_length=100_000)
+
+    _unicode = field_validator("text")(valid_unicode)
 
 
 @dataclass
@@ -115,6 +138,11 @@ def masked_summary(conversation: Any) -> dict[str, Any]:
     summary: dict[str, Any] = conversation.summary_json()
     summary["summary"] = redact(str(summary.get("summary") or ""))
     return summary
+
+
+def may_see(current: Session, state: State | None, holder: str | None) -> bool:
+    """Agents see the waiting line and their own conversations; supervisors see every one."""
+    return current.role is Role.SUPERVISOR or state is State.WAITING or holder == current.agent
 
 
 def masked_line(line: dict[str, Any]) -> dict[str, Any]:
@@ -145,14 +173,16 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
         return found
 
     @router.get("/console", response_class=HTMLResponse, include_in_schema=False)
-    async def console_page() -> HTMLResponse:
+    async def console_page(request: Request) -> HTMLResponse:
         html = (STATIC_DIR / "console.html").read_text(encoding="utf-8")
-        return HTMLResponse(html, headers={"Content-Security-Policy": CONSOLE_CSP})
+        csp = console_csp(request.headers.get("host", ""))
+        return HTMLResponse(html, headers={"Content-Security-Policy": csp})
 
     @router.post("/api/agent/login")
     async def login(body: Login, response: Response, request: Request) -> dict[str, str]:
         try:
-            found = await services().agents.login(body.name, body.password)
+            client = request.client.host if request.client else "unknown"
+            found = await services().agents.login(body.name, body.password, client)
         except LockedOut as error:
             raise HTTPException(status_code=429, detail="too many failed logins; try again later") from error
         if found is None:
@@ -198,16 +228,19 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
         ]
         from datetime import datetime, timezone
 
+        visible = [c for c in active if may_see(current, c.state, c.agent)]
         return {
             "now": datetime.now(timezone.utc).isoformat(),
             "waiting": [masked_summary(c) for c in await queue.waiting()],
-            "active": [masked_summary(c) for c in active],
+            "active": [masked_summary(c) for c in visible],
             "agents": agents,
         }
 
     @router.get("/api/conversations/{conversation_id}")
     async def conversation(conversation_id: str, current: Session = Depends(session)) -> dict[str, Any]:
         found = await conversation_or_404(conversation_id)
+        if not may_see(current, found.state, found.agent):
+            raise HTTPException(status_code=403, detail="another agent's conversation")
         transcript = [
             {"speaker": line.speaker, "text": line.text, "time": line.time}
             for line in found.record.transcript
@@ -452,6 +485,9 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
                 for entry_id, event in await queue.read_events(last, block_ms=5000):
                     last = entry_id
                     if event.kind == "line":
+                        state, holder, _ = await queue.brief(event.conversation_id)
+                        if not may_see(current, state, holder):
+                            continue
                         await websocket.send_json(
                             {
                                 "type": "line",

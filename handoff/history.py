@@ -10,19 +10,36 @@ from __future__ import annotations
 from typing import Any
 
 
+def offered_title(buttons: list[dict[str, Any]], payload: str, claimed: object) -> str | None:
+    """The title the client names, if the bot's last buttons had it for this payload; else None.
+
+    The title travels in the client's metadata: shown unchecked, a client could make its
+    history say anything ("I agree to ...") beside the payload it really sent.
+    """
+    for button in buttons:
+        if button.get("payload") == payload and button.get("title") == claimed:
+            return str(claimed)
+    return None
+
+
 def history_from_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
+    offered: list[dict[str, Any]] = []  # the buttons of the latest bot message
     for event in events:
         kind = event.get("event")
         if kind == "user":
             metadata = event.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                metadata = {}
             text = event.get("text") or ""
+            rejected = metadata.get("rejected_message")
             if metadata.get("automatic"):
                 continue
-            if metadata.get("button_title"):
-                text = str(metadata["button_title"])
-            elif metadata.get("rejected_message"):
-                text = str(metadata["rejected_message"].get("preview", "")) + "…"
+            title = offered_title(offered, text, metadata.get("button_title"))
+            if title:
+                text = title
+            elif isinstance(rejected, dict):
+                text = str(rejected.get("preview", "")) + "…"
             elif text.startswith("/"):
                 continue
             if text:
@@ -30,6 +47,7 @@ def history_from_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "bot":
             data = event.get("data") or {}
             buttons = data.get("buttons") or data.get("quick_replies") or []
+            offered = [b for b in buttons if isinstance(b, dict)]
             item: dict[str, Any] = {
                 "speaker": "bot",
                 "text": event.get("text") or "",

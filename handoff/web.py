@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import httpx
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -26,6 +27,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.ids import valid_conversation_id
+from common.secrets import bearer_matches, conversation_secret_ok
 from common.settings import Settings
 from handoff import metrics as queue_metrics
 from handoff.auth import AgentDirectory
@@ -43,6 +45,10 @@ from knowledge.retriever import ReloadingRetriever
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+# the largest body any route takes is a knowledge-base draft (100,000 characters of UTF-8)
+MAX_BODY_BYTES = 512 * 1024
+SECRET_HEADER = "x-conversation-secret"  # noqa: S105 - a header name, not a secret
 
 HTTP_REQUESTS = Counter("web_http_requests_total", "HTTP requests", ["path", "status"])
 HISTORY_LATENCY = Histogram("web_history_seconds", "Time to fetch a chat history from Rasa")
@@ -115,6 +121,65 @@ class ServiceHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class BodyLimit:
+    """413 for a body over ``limit`` bytes, by its Content-Length or as it streams in.
+
+    Nothing else stops a client from making the service buffer (and pydantic echo) 10 MB.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.limit:
+            await too_large(send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except BodyTooLarge:
+            await too_large(send)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def too_large(send: Send) -> None:
+    body = b'{"detail":"request body too large"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def validation_errors(error: RequestValidationError) -> list[dict[str, Any]]:
+    """Where the request is wrong and why, without the input itself (it may be 10 MB or a password)."""
+    return [
+        {"loc": list(item.get("loc", ())), "msg": str(item.get("msg", "")), "type": str(item.get("type", ""))}
+        for item in error.errors()
+    ]
+
+
 def create_app(settings: Settings | None = None, run_workers: bool = True) -> FastAPI:
     settings = settings or Settings.from_env()
     state: dict[str, Any] = {}
@@ -167,6 +232,22 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
     )
     app.include_router(console_router(services))
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_errors(error)}, status_code=422)
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, _: RecursionError) -> JSONResponse:
+        # a JSON body nested thousands deep: malformed input, not a server fault
+        logger.info("%s %s: body nested too deep", request.method, request.url.path)
+        return JSONResponse({"detail": "request body nested too deep"}, status_code=400)
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def not_unicode(request: Request, _: UnicodeEncodeError) -> JSONResponse:
+        # JSON may carry lone surrogates ("\ud800"), which no UTF-8 store or hash accepts
+        logger.info("%s %s: text that is not valid Unicode", request.method, request.url.path)
+        return JSONResponse({"detail": "text must be valid Unicode"}, status_code=400)
+
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, error: RedisError) -> JSONResponse:
         # the queue lives in Redis: without it, say "try again" rather than 500
@@ -179,6 +260,11 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
         if await services().agents.session(request.cookies.get(COOKIE)) is None:
             raise HTTPException(status_code=401, detail="log in first")
         return JSONResponse(app.openapi())
+
+    async def agent_only(request: Request) -> None:
+        # the knowledge search is the console's: the same rule as the rest of the agent API
+        if await services().agents.session(request.cookies.get(COOKIE)) is None:
+            raise HTTPException(status_code=401, detail="log in first")
 
     # the widget on a shop's page reads its history from here: the same allow-list Rasa uses
     app.add_middleware(
@@ -194,7 +280,7 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
         holder: ReloadingRetriever = state["knowledge"]
         return holder
 
-    app.include_router(knowledge_router(knowledge))
+    app.include_router(knowledge_router(knowledge), dependencies=[Depends(agent_only)])
 
     def rasa_client() -> httpx.AsyncClient:
         # created on first use, inside the server's event loop
@@ -203,6 +289,7 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
         client: httpx.AsyncClient = state["rasa"]
         return client
 
+    app.add_middleware(BodyLimit)
     app.add_middleware(ServiceHeaders)
 
     @app.get("/", response_class=HTMLResponse)
@@ -220,9 +307,14 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
         return FileResponse(STATIC_DIR / "widget.js", media_type="application/javascript")
 
     @app.get("/api/history/{session_id}")
-    async def history(session_id: str) -> JSONResponse:
+    async def history(session_id: str, request: Request) -> JSONResponse:
         if not valid_conversation_id(session_id):
             raise HTTPException(status_code=400, detail="invalid session id")
+        # the id alone is no credential: the widget shows the secret Rasa issued with it
+        if not conversation_secret_ok(
+            settings.conversation_key, session_id, request.headers.get(SECRET_HEADER)
+        ):
+            raise HTTPException(status_code=403, detail="missing or wrong conversation secret")
         started = time.perf_counter()
         try:
             reply = await rasa_client().get(
@@ -261,7 +353,9 @@ def create_app(settings: Settings | None = None, run_workers: bool = True) -> Fa
         )
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if not bearer_matches(request.headers.get("authorization"), settings.metrics_token):
+            raise HTTPException(status_code=401, detail="metrics need the METRICS_TOKEN")
         try:
             await queue_metrics.refresh(services().queue)
         except RedisError as error:

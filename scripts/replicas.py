@@ -106,7 +106,7 @@ class ReplicaStack(Stack):
         conf = self.nginx_dir / "nginx.conf"
         conf.write_text(
             render_nginx_conf(
-                self.nginx_dir, s.web_host, s.rasa_port, s.action_port, rasa_ports, action_ports
+                self.nginx_dir, s.rasa_host, s.rasa_port, s.action_port, rasa_ports, action_ports
             )
         )
         services.append(
@@ -129,7 +129,11 @@ class ReplicaStack(Stack):
         counts: dict[str, float] = {}
         for n, port in enumerate(self.replica_ports("rasa"), start=1):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                scrape = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/metrics",
+                    headers={"Authorization": f"Bearer {self.settings.metrics_token}"},
+                )
+                with urllib.request.urlopen(scrape, timeout=10) as reply:  # noqa: S310 - loopback only
                     text = reply.read().decode()
             except OSError:
                 continue

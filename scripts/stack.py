@@ -62,7 +62,11 @@ def private_settings(var_dir: Path, tag: str, **overrides: Any) -> Settings:
         "redis_url": f"redis://127.0.0.1:{redis_port}/0",
         "key_prefix": tag + secrets.token_hex(4),
         "rasa_url": f"http://127.0.0.1:{rasa_port}",
-        "rasa_token": f"{tag}-" + secrets.token_hex(8),
+        "rasa_token": f"{tag}-" + secrets.token_hex(16),
+        "action_token": secrets.token_urlsafe(24),
+        "metrics_token": secrets.token_urlsafe(24),
+        "conversation_key": secrets.token_urlsafe(32),
+        "rest_clients_text": "test=" + secrets.token_urlsafe(24),
         "web_port": web_port,
         "rasa_port": rasa_port,
         "action_port": action_port,
@@ -136,9 +140,11 @@ class Stack:
                 "CS_KEY_PREFIX": self.settings.key_prefix,
                 "CS_VAR_DIR": str(self.settings.var_dir),
                 "RASA_URL": self.settings.rasa_url,
-                "RASA_TOKEN": self.settings.rasa_token,
+                **self.settings.secret_env(),
                 "RASA_PORT": str(self.settings.rasa_port),
                 "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{self.settings.action_port}/webhook",
+                # rasa-sdk's only way to choose its interface (it defaults to 0.0.0.0)
+                "SANIC_HOST": self.settings.action_host,
                 "MAX_MESSAGE_CHARS": str(self.settings.max_message_chars),
                 "ACTION_TIMEOUT_SECONDS": str(self.settings.action_timeout_seconds),
                 "CS_ALLOWED_ORIGINS": ",".join(self.settings.allowed_origins),
@@ -215,6 +221,8 @@ class Stack:
                     str(ROOT / "endpoints.yml"),
                     "--credentials",
                     str(ROOT / "credentials.yml"),
+                    "--interface",
+                    s.rasa_host,
                     "--port",
                     str(s.rasa_port),
                     "--enable-api",
@@ -307,9 +315,15 @@ class Stack:
             raise StackError(f"seeding the shop database failed:\n{result.stderr[-2000:]}")
 
     def demo_agent(self) -> str:
-        """Make sure the DEMO supervisor exists (run command only); returns its login line."""
+        """Make sure the DEMO supervisor exists (run command only); returns its login line.
+
+        A stack other machines can reach gets no demo supervisor (its password sits in
+        var/secrets/), and one left from a loopback run is removed.
+        """
+        exposed = bool(self.settings.exposed_hosts)
+        command = ["remove", "demo"] if exposed else ["demo"]
         result = subprocess.run(  # noqa: S603 - fixed argv
-            [str(ROOT / ".venv" / "bin" / "python"), "-m", "handoff", "agents", "demo"],
+            [str(ROOT / ".venv" / "bin" / "python"), "-m", "handoff", "agents", *command],
             cwd=ROOT,
             env=self.env(),
             capture_output=True,
@@ -317,6 +331,8 @@ class Stack:
             timeout=60,
             check=False,
         )
+        if exposed:
+            return "(no demo login on an exposed stack: python -m handoff agents add NAME)"
         if result.returncode != 0:
             return f"(demo agent not created: {result.stderr.strip()[-300:]})"
         return result.stdout.strip()
@@ -401,12 +417,32 @@ class Stack:
         self.services.clear()
 
 
+def exposure_refusal(settings: Settings) -> str:
+    """Why the stack must not start as configured: reachable from other machines with a DEMO secret.
+
+    The DEMO secrets live in var/secrets/ of this install; anyone who can read them (or a copy of
+    the install) holds the keys, so they are only good while every port is loopback.
+    """
+    exposed = settings.exposed_hosts
+    if not exposed or not settings.demo_secrets:
+        return ""
+    return (
+        f"refusing to listen on {', '.join(exposed)}: these secrets still have their generated DEMO "
+        f"values: {', '.join(settings.demo_secrets)}. Set each of them (environment or .env.local, see "
+        "README 'Security and privacy'), or keep WEB_HOST / RASA_HOST / ACTION_HOST on 127.0.0.1."
+    )
+
+
 def run(build: Callable[[Settings, bool], Stack] | None = None) -> int:
     """The run command; ``build`` makes another kind of stack (scripts/replicas.py)."""
     try:
         settings = Settings.from_env()
     except ValueError as error:  # a malformed setting: say which, not a traceback
         print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    refusal = exposure_refusal(settings)
+    if refusal:
+        print(refusal, file=sys.stderr)
         return 2
     start_redis = not (os.environ.get("REDIS_URL") or "")
     if not start_redis:
@@ -434,8 +470,6 @@ def run(build: Callable[[Settings, bool], Stack] | None = None) -> int:
         print(f"\nstart-up failed: {error}", file=sys.stderr)
         stack.stop()
         return 1
-    if settings.using_demo_token:
-        print("  note: RASA_TOKEN is the DEMO default; set it (env or .env.local) before exposing Rasa")
     s = settings
     print("All services are up:")
     print(f"  demo page + widget  http://127.0.0.1:{s.web_port}/")

@@ -136,3 +136,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory, platforms: Any) -> Any:
         pytest.fail(f"the stack did not start: {error}")
     yield running
     running.stop()
+
+
+@pytest.fixture
+def fresh_proof_limits(stack: Any) -> Any:
+    """Forget failed ownership proofs after the test (actions/proofs.py counts them per order for 24 h).
+
+    The self-service tests guess wrong on the same demo orders in both languages; across tests that
+    is exactly the attack the limit stops, so each test starts with clean counters.
+    """
+    yield
+    import redis
+
+    client = redis.Redis.from_url(stack.settings.redis_url)
+    keys = list(client.scan_iter(match=f"{stack.settings.key_prefix}:proof:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

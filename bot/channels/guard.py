@@ -28,9 +28,38 @@ EMPTY_MESSAGE_INTENT = "empty_message"
 TOO_LONG_INTENT = "message_too_long"
 PREVIEW_CHARS = 280
 # metadata only the channels themselves set: a web client claiming them would fool the agent
-# (an "attachment" shown in the console) or replay sealed card codes
+# (an "attachment" shown in the console), replay sealed card codes, or break the history
 ATTACHMENT_KEY = "attachment"
-RESERVED_METADATA = frozenset({SEALED_CODES_KEY, ATTACHMENT_KEY})
+CLIENT_ADDRESS_KEY = "client_address"
+RESERVED_METADATA = frozenset({SEALED_CODES_KEY, ATTACHMENT_KEY, CLIENT_ADDRESS_KEY, "rejected_message"})
+MAX_BUTTON_TITLE_CHARS = 200
+
+
+def _ui_language(value: object) -> object:
+    return value if value in ("zh", "en") else None
+
+
+def _button_title(value: object) -> object:
+    return value[:MAX_BUTTON_TITLE_CHARS] if isinstance(value, str) and value.strip() else None
+
+
+def _automatic(value: object) -> object:
+    return True if value is True else None
+
+
+# The only metadata a client may send, each with its check; anything else never reaches Rasa
+# (a client's {"rejected_message": "x"} once broke the history and every later handoff).
+CLIENT_METADATA = {"ui_language": _ui_language, "button_title": _button_title, "automatic": _automatic}
+
+
+def allowed_client_metadata(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """The allow-listed, well-formed part of what a client attached to its message."""
+    kept: dict[str, Any] = {}
+    for key, check in CLIENT_METADATA.items():
+        value = check((raw or {}).get(key))
+        if value is not None:
+            kept[key] = value
+    return kept
 
 
 @dataclass(frozen=True)
@@ -65,7 +94,7 @@ def inspect_message(
     sealed codes (they would be replays at best) or an attachment of its own.
     """
     inspected = _inspect(text, max_chars)
-    metadata = {k: v for k, v in (client_metadata or {}).items() if k not in RESERVED_METADATA}
+    metadata = allowed_client_metadata(client_metadata)
     metadata.update(inspected.metadata)
     if inspected.rejected:
         return InspectedMessage(inspected.text, metadata, inspected.rejected)

@@ -13,7 +13,11 @@ Differences from stock Rasa, each answering a measured problem:
   knows to retry (the Redis lock store keeps retries in order);
 - agents' lines and queue updates, which arrive between requests, are parked
   (bot/channels/outbox.py) and delivered with the next reply or by polling
-  GET /webhooks/rest/messages?sender=...
+  GET /webhooks/rest/messages?sender=...;
+- every request authenticates as a client (``Authorization: Bearer <token>`` of
+  CS_REST_CLIENTS, else 401), and a conversation belongs to the client that
+  started it: another client's request for it is a 403 (issue 23: a sender id
+  alone let anyone write into a conversation and take its agent's lines).
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.channels.guard import inspect_message, valid_sender_id
+from bot.channels.guard import CLIENT_ADDRESS_KEY, inspect_message, valid_sender_id
 from bot.channels.messaging import error_response
-from bot.channels.outbox import RedisOutbox, drain, restore
+from bot.channels.outbox import OUTBOX_TTL_SECONDS, RedisOutbox, drain, redis_client, restore
 from bot.channels.ratelimit import notice, sender_limit
 from bot.observability import refused, timed
 from common.masking import default_sealer
+from common.secrets import client_for
+from common.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +55,30 @@ class RestChannel(InputChannel):
     def name(cls) -> Text:
         return "rest"
 
-    def __init__(self, max_message_chars: int = 2000) -> None:
+    def __init__(self, max_message_chars: int = 2000, clients: Optional[Dict[str, str]] = None) -> None:
         self.max_message_chars = max_message_chars
+        # {token: client name}; none configured means no request gets in
+        self.clients = clients if clients is not None else Settings.from_env().rest_clients
+
+    async def _owner_check(self, request: Request, sender: str) -> HTTPResponse | str:
+        """The client this request authenticates as, if it may use ``sender``; else the refusal."""
+        client = client_for(request.headers.get("authorization"), self.clients)
+        if client is None:
+            return error_response(401, "unauthorized", "send Authorization: Bearer <your REST client token>")
+        key = f"{os.environ.get('CS_KEY_PREFIX', 'cs')}:rest:client:{sender}"
+        try:
+            async with redis_client().pipeline(transaction=True) as pipe:
+                pipe.set(key, client, nx=True, ex=OUTBOX_TTL_SECONDS * 5)
+                pipe.get(key)
+                _, owner = await pipe.execute()
+        except Exception as error:  # noqa: BLE001 - without Redis there is no conversation to protect
+            logger.warning("conversation %s: REST owner unknown: %s", sender, error)
+            return error_response(503, "unavailable", "the assistant is unavailable, please retry")
+        owner_name = owner.decode() if isinstance(owner, bytes) else str(owner)
+        if owner_name != client:
+            logger.warning("conversation %s: REST client %s refused, it belongs to another", sender, client)
+            return error_response(403, "forbidden", "this conversation belongs to another client")
+        return client
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
@@ -64,7 +92,7 @@ class RestChannel(InputChannel):
             return error_response(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
         try:
             payload = json.loads(body.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: 5,000-deep JSON
             return error_response(400, "invalid_json", "request body must be a JSON object")
         if not isinstance(payload, dict):
             return error_response(400, "invalid_json", "request body must be a JSON object")
@@ -95,6 +123,9 @@ class RestChannel(InputChannel):
             if isinstance(parsed, HTTPResponse):
                 return parsed
             sender_id: str = parsed["sender"]
+            client = await self._owner_check(request, sender_id)
+            if isinstance(client, HTTPResponse):
+                return client
             verdict = await sender_limit().check(sender_id)
             if not verdict.allowed:
                 refused(self.name(), "rate_limited")
@@ -106,7 +137,8 @@ class RestChannel(InputChannel):
             inspected = inspect_message(
                 parsed.get("message"), self.max_message_chars, default_sealer(), parsed.get("metadata")
             )
-            metadata = inspected.metadata
+            # ownership proofs are counted per client address (actions/orders.py); for REST the client
+            metadata = {**inspected.metadata, CLIENT_ADDRESS_KEY: f"rest:{client}"}
             if inspected.rejected:
                 logger.info(
                     "conversation %s: %s message answered with a prompt", sender_id, inspected.rejected
@@ -140,6 +172,9 @@ class RestChannel(InputChannel):
             sender = request.args.get("sender")
             if not valid_sender_id(sender):
                 return error_response(400, "invalid_sender", INVALID_SENDER)
+            client = await self._owner_check(request, str(sender))
+            if isinstance(client, HTTPResponse):
+                return client
             return response.json(await drain(str(sender)))
 
         return webhook

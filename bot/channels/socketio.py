@@ -4,6 +4,11 @@ Stock ``SocketIOInput`` forwards any payload as is. This one applies the same
 input checks as the REST channel, validates the session id the browser keeps
 (it names the conversation, so it must be a safe Redis key suffix), and
 always persists sessions so a page reload continues the same conversation.
+
+An id alone is no credential: a new session gets an id and a secret (an HMAC
+of the id, common/secrets.py) in a ``session_secret`` event before
+``session_confirm``; rejoining an id needs its secret, otherwise the socket
+gets a new conversation. A socket writes only into the session it joined.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncRedisManager, AsyncServer
 
-from bot.channels.guard import inspect_message, valid_sender_id
+from bot.channels.guard import CLIENT_ADDRESS_KEY, inspect_message, valid_sender_id
 from bot.channels.ratelimit import notice, sender_limit
 from bot.observability import refused, timed
 from common.masking import default_sealer
+from common.secrets import address_tag, conversation_secret, conversation_secret_ok
+from common.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +41,15 @@ logger = logging.getLogger(__name__)
 def allowed_origins() -> list[str]:
     """CS_ALLOWED_ORIGINS, comma separated (the run command always sets it)."""
     return [o.strip().rstrip("/") for o in os.environ.get("CS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
+
+
+def client_address(environ: Dict[str, Any]) -> str:
+    """The customer's address: the peer, or what a proxy on loopback (nginx of run-replicas) forwarded."""
+    peer = str(environ.get("REMOTE_ADDR") or "")
+    forwarded = str(environ.get("HTTP_X_FORWARDED_FOR") or "")
+    if forwarded and (peer.startswith("127.") or peer == "::1"):
+        return forwarded.split(",")[-1].strip()[:64]
+    return peer[:64] or "unknown"
 
 
 def shared_manager() -> Optional[AsyncRedisManager]:
@@ -124,6 +140,7 @@ class WidgetSocketChannel(SocketIOInput):
         # which browsers refuse). The Origin check is done in connect() instead.
         sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[], client_manager=shared_manager())
         origins = allowed_origins()
+        key = Settings.from_env().conversation_key
         socketio_webhook = SocketBlueprint(sio, self.socketio_path, "socketio_webhook", __name__)
         self.sio = sio
 
@@ -140,25 +157,42 @@ class WidgetSocketChannel(SocketIOInput):
             if origin and origin.rstrip("/") not in origins:
                 logger.warning("socket %s refused: origin %r is not in CS_ALLOWED_ORIGINS", sid, origin)
                 return False
+            address = address_tag(key, client_address(environ))
+            await sio.save_session(sid, {"address": address}, namespace=self.namespace)
             return True
 
         @sio.on("session_request", namespace=self.namespace)
         async def session_request(sid: Text, data: Any) -> None:
             requested = data.get("session_id") if isinstance(data, dict) else None
-            session_id = requested if valid_sender_id(requested) else uuid.uuid4().hex
-            if requested and session_id != requested:
-                logger.warning("socket %s asked for an invalid session id; issued a new one", sid)
+            secret = data.get("session_secret") if isinstance(data, dict) else None
+            if valid_sender_id(requested) and conversation_secret_ok(key, str(requested), secret):
+                session_id = str(requested)
+            else:
+                session_id = uuid.uuid4().hex
+                if requested:
+                    logger.warning("socket %s asked for a session without its secret; issued a new one", sid)
+            state = await sio.get_session(sid, namespace=self.namespace)
+            await sio.save_session(sid, {**state, "session_id": session_id}, namespace=self.namespace)
             # python-socketio >= 5.12 made enter_room a coroutine; stock Rasa 3.6 does not
             # await it, so its replies never reach the room. Support both.
             joined = sio.enter_room(sid, session_id)
             if inspect.isawaitable(joined):
                 await joined
+            # the secret first: the widget keeps it with the id and shows it to fetch the history
+            await sio.emit(
+                "session_secret",
+                {"session_id": session_id, "secret": conversation_secret(key, session_id)},
+                room=sid,
+            )
             await sio.emit("session_confirm", session_id, room=sid)
 
         @sio.on(self.user_message_evt, namespace=self.namespace)
         async def handle_message(sid: Text, data: Any) -> None:
-            if not isinstance(data, dict) or not valid_sender_id(data.get("session_id")):
-                logger.warning("socket %s sent a message without a valid session id", sid)
+            state = await sio.get_session(sid, namespace=self.namespace)
+            joined = state.get("session_id")
+            # only into the conversation this socket joined with its secret
+            if not isinstance(data, dict) or joined is None or data.get("session_id") != joined:
+                logger.warning("socket %s sent a message outside the session it joined", sid)
                 await sio.emit(
                     "error_message",
                     {"error": "invalid_session", "message": "send session_request first"},
@@ -187,7 +221,7 @@ class WidgetSocketChannel(SocketIOInput):
             inspected = inspect_message(
                 data.get("message"), self.max_message_chars, default_sealer(), metadata
             )
-            metadata = inspected.metadata
+            metadata = {**inspected.metadata, CLIENT_ADDRESS_KEY: state.get("address", "unknown")}
             output = WidgetOutput(sio, self.bot_message_evt)
             try:
                 await on_new_message(

@@ -5,9 +5,10 @@
  *           data-server="https://bot.example.com"   (Rasa, socket.io channel)
  *           data-lang="auto" data-open="false"></script>
  *
- * The conversation id lives in localStorage, so a reload continues the same
- * conversation and its history is fetched from the web service. Every
- * message is inserted with textContent, never as HTML.
+ * The conversation id and the secret the server issued with it live in
+ * localStorage, so a reload continues the same conversation (rejoining needs
+ * the secret) and its history is fetched from the web service with the
+ * secret. Every message is inserted with textContent, never as HTML.
  */
 (function () {
   "use strict";
@@ -140,6 +141,7 @@
 
   var socket = null;
   var sessionId = load("session_id") || null;
+  var sessionSecret = load("session_secret") || null;
   var historyLoaded = false;
   var typingTimer = null;
   var pending = [];  // typed before the session was confirmed; sent right after
@@ -157,7 +159,7 @@
 
   // the conversation's messages from the web service; history is a convenience, so a failure is none
   function fetchHistory(id) {
-    return fetch(webOrigin + "/api/history/" + encodeURIComponent(id))
+    return fetch(webOrigin + "/api/history/" + encodeURIComponent(id), { headers: { "X-Conversation-Secret": sessionSecret || "" } })
       .then(function (r) { return r.ok ? r.json() : { messages: [] }; })
       .then(function (data) { return data.messages || []; })
       .catch(function () { return []; });
@@ -183,7 +185,12 @@
     if (socket) return;
     socket = window.io(server, { transports: ["websocket", "polling"], path: "/socket.io" });
     socket.on("connect", function () {
-      socket.emit("session_request", { session_id: sessionId });
+      socket.emit("session_request", { session_id: sessionId, session_secret: sessionSecret });
+    });
+    // comes right before session_confirm: the id's secret, kept with it
+    socket.on("session_secret", function (data) {
+      if (!data || !data.session_id || !data.secret) return;
+      sessionSecret = data.secret; save("session_secret", data.secret);
     });
     socket.on("session_confirm", function (id) {
       var fresh = id !== sessionId;

@@ -17,7 +17,7 @@ import pytest
 
 from handoff.auth import Role
 from scripts.stack import Stack
-from tests.integration.helpers import rest_url, say, texts
+from tests.integration.helpers import rest_headers, rest_url, say, texts
 
 pytestmark = pytest.mark.browser
 
@@ -81,7 +81,9 @@ def log_in(page: Any, name: str) -> None:
 
 def pending(stack: Stack, sender: str) -> list[str]:
     reply = httpx.get(
-        f"http://127.0.0.1:{stack.settings.rasa_port}/webhooks/rest/messages", params={"sender": sender}
+        f"http://127.0.0.1:{stack.settings.rasa_port}/webhooks/rest/messages",
+        params={"sender": sender},
+        headers=rest_headers(stack),
     )
     return [m.get("text", "") for m in reply.json()]
 
@@ -150,7 +152,9 @@ def test_an_agent_sees_no_supervisor_tab(console: Any, stack: Stack) -> None:
     add_agent(stack, name, Role.AGENT)
     log_in(console, name)
     assert not console.locator("#tab-supervisor").is_visible()
-    reply = httpx.post(rest_url(stack), json={"sender": "console-x", "message": "hello"})
+    reply = httpx.post(
+        rest_url(stack), json={"sender": "console-x", "message": "hello"}, headers=rest_headers(stack)
+    )
     assert reply.status_code == 200
 
 

@@ -23,8 +23,19 @@ def rest_url(stack: Stack) -> str:
     return f"http://127.0.0.1:{stack.settings.rasa_port}/webhooks/rest/webhook"
 
 
+def rest_headers(stack: Stack) -> dict[str, str]:
+    """How the stack's REST integration authenticates (its first CS_REST_CLIENTS token)."""
+    token = next(iter(stack.settings.rest_clients))
+    return {"Authorization": f"Bearer {token}"}
+
+
 def say(stack: Stack, sender: str, message: Any, timeout: float = 30) -> list[dict[str, Any]]:
-    reply = httpx.post(rest_url(stack), json={"sender": sender, "message": message}, timeout=timeout)
+    reply = httpx.post(
+        rest_url(stack),
+        json={"sender": sender, "message": message},
+        headers=rest_headers(stack),
+        timeout=timeout,
+    )
     assert reply.status_code == 200, reply.text
     return list(reply.json())
 
@@ -61,3 +72,32 @@ def is_handoff(text: str, language: str) -> bool:
     Which one a test sees depends on whether an agent of another test is still online.
     """
     return text in (texts("utter_handoff")[language], texts("utter_handoff_no_agent")[language])
+
+
+_agent_cookies: dict[str, dict[str, str]] = {}
+
+
+def agent_cookies(stack: Stack) -> dict[str, str]:
+    """A logged-in agent's session cookie (the knowledge search answers agents only, issue 23)."""
+    if stack.settings.key_prefix not in _agent_cookies:
+        import asyncio
+
+        from handoff.auth import AgentDirectory, Role
+        from handoff.queue import HandoffQueue
+
+        async def add() -> None:
+            queue = HandoffQueue.create(stack.settings.redis_url, stack.settings.key_prefix)
+            await AgentDirectory(queue.client, stack.settings.key_prefix).add(
+                "kbreader", "kb reader pw", Role.AGENT
+            )
+            await queue.close()
+
+        asyncio.run(add())
+        reply = httpx.post(
+            f"http://127.0.0.1:{stack.settings.web_port}/api/agent/login",
+            json={"name": "kbreader", "password": "kb reader pw"},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        _agent_cookies[stack.settings.key_prefix] = dict(reply.cookies)
+    return _agent_cookies[stack.settings.key_prefix]

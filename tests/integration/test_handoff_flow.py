@@ -20,7 +20,7 @@ import pytest
 from handoff.auth import AgentDirectory, Role
 from handoff.queue import HandoffQueue
 from scripts.stack import Stack
-from tests.integration.helpers import rest_url, texts
+from tests.integration.helpers import rest_headers, rest_url, texts
 from tests.integration.test_socketio import WidgetClient
 
 pytestmark = pytest.mark.integration
@@ -78,7 +78,9 @@ class Agent:
 
 async def rest_say(stack: Stack, sender: str, message: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(timeout=30) as client:
-        reply = await client.post(rest_url(stack), json={"sender": sender, "message": message})
+        reply = await client.post(
+            rest_url(stack), json={"sender": sender, "message": message}, headers=rest_headers(stack)
+        )
     assert reply.status_code == 200, reply.text
     return list(reply.json())
 
@@ -86,7 +88,9 @@ async def rest_say(stack: Stack, sender: str, message: str) -> list[dict[str, An
 async def rest_pending(stack: Stack, sender: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(timeout=10) as client:
         reply = await client.get(
-            f"http://127.0.0.1:{stack.settings.rasa_port}/webhooks/rest/messages", params={"sender": sender}
+            f"http://127.0.0.1:{stack.settings.rasa_port}/webhooks/rest/messages",
+            params={"sender": sender},
+            headers=rest_headers(stack),
         )
     assert reply.status_code == 200, reply.text
     return list(reply.json())

@@ -14,13 +14,18 @@ import httpx
 import pytest
 
 from scripts.stack import Stack
-from tests.integration.helpers import is_handoff, redis_client, say, texts
+from tests.integration.helpers import agent_cookies, is_handoff, redis_client, say, texts
 
 pytestmark = pytest.mark.integration
 
 
 def search(stack: Stack, **params: object) -> httpx.Response:
-    return httpx.get(f"http://127.0.0.1:{stack.settings.web_port}/api/kb/search", params=params, timeout=30)
+    return httpx.get(
+        f"http://127.0.0.1:{stack.settings.web_port}/api/kb/search",
+        params=params,
+        cookies=agent_cookies(stack),
+        timeout=30,
+    )
 
 
 def handoff_reasons(stack: Stack, sender: str) -> list[str]:

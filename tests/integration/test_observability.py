@@ -29,9 +29,9 @@ def base_urls(stack: Stack) -> dict[str, str]:
     }
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(url: str, token: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of a /metrics page, keyed by name and sorted labels."""
-    reply = httpx.get(url + "/metrics", timeout=10)
+    reply = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert reply.status_code == 200
     samples = {}
     for family in text_string_to_metric_families(reply.text):
@@ -56,13 +56,13 @@ def test_every_service_is_healthy_and_ready(stack: Stack, service: str) -> None:
 
 def test_a_conversation_moves_the_counters(stack: Stack) -> None:
     urls = base_urls(stack)
-    before = {name: scrape(url) for name, url in urls.items()}
+    before = {name: scrape(url, stack.settings.metrics_token) for name, url in urls.items()}
     sender = "it-metrics-" + uuid.uuid4().hex[:8]
     say(stack, sender, "hello")
     say(stack, sender, "how do I top up Genshin?")
     replies = say(stack, sender, "I want a human")
     assert is_handoff(replies[-1]["text"], "en")
-    after = {name: scrape(url) for name, url in urls.items()}
+    after = {name: scrape(url, stack.settings.metrics_token) for name, url in urls.items()}
 
     def moved(service: str, name: str, **labels: str) -> float:
         return total(after[service], name, **labels) - total(before[service], name, **labels)
@@ -77,7 +77,7 @@ def test_a_conversation_moves_the_counters(stack: Stack) -> None:
     queued = {"reason": "customer_request"}
     while moved("web", "cs_handoffs_by_reason", **queued) < 1 and time.monotonic() < deadline:
         time.sleep(0.2)
-        after["web"] = scrape(urls["web"])
+        after["web"] = scrape(urls["web"], stack.settings.metrics_token)
     assert moved("web", "cs_handoffs_by_reason", reason="customer_request") >= 1
     assert total(after["web"], "cs_queue_waiting") >= 1
     # labels are fixed vocabularies, never what the customer wrote

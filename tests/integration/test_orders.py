@@ -10,7 +10,7 @@ import pytest
 from scripts.stack import Stack
 from tests.integration.helpers import handoff_records, is_handoff, say, texts
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_proof_limits")]
 
 ORDER = "DG202611200001"  # seeded: Steam CNY 100, delivered, phone ends 8000
 ASK = {"zh": "我想查一下我的订单", "en": "where is my order"}

@@ -32,10 +32,10 @@ WHOLE = (PHONE, EMAIL, CODE, CARD, CARD.replace(" ", ""), "2XPA-9FTR")
 MESSAGE = f"my card {CARD} was charged, code {CODE} does not work, call {PHONE} or mail {EMAIL}"
 
 
-def label_values(url: str) -> str:
+def label_values(url: str, token: str) -> str:
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(url + "/metrics", timeout=10).text
+    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
     return "\n".join(
         value
         for family in text_string_to_metric_families(text)
@@ -91,7 +91,8 @@ def test_personal_values_are_masked_in_logs_metrics_analytics_and_exports(
     # metric labels of every service, and every log
     s = stack.settings
     labels = "\n".join(
-        label_values(f"http://127.0.0.1:{port}") for port in (s.rasa_port, s.action_port, s.web_port)
+        label_values(f"http://127.0.0.1:{port}", s.metrics_token)
+        for port in (s.rasa_port, s.action_port, s.web_port)
     )
     logs = "\n".join(path.read_text(errors="replace") for path in stack.log_dir.glob("*.log"))
     # the event stream the handoff service and any other reader consume (bot/broker.py)

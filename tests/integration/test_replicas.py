@@ -22,8 +22,10 @@ import httpx
 import pytest
 import socketio
 
+from common.secrets import conversation_secret
 from scripts.replicas import ReplicaStack, render_nginx_conf
 from scripts.stack import StackError, private_settings
+from tests.integration.helpers import rest_headers
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +98,9 @@ async def test_twenty_conversations_of_ten_messages_across_two_replicas_stay_in_
         for n in range(MESSAGES):
             text = LINES[n % len(LINES)].format(n=n)
             sent[sender].append(text)
-            reply = await http.post(rest(replicas), json={"sender": sender, "message": text})
+            reply = await http.post(
+                rest(replicas), json={"sender": sender, "message": text}, headers=rest_headers(replicas)
+            )
             if reply.status_code != 200 or not reply.json():
                 failures.append(f"{sender} #{n}: {reply.status_code} {reply.text[:100]}")
 
@@ -125,6 +129,7 @@ async def test_messages_of_one_conversation_sent_at_once_to_both_replicas_take_t
                 http.post(
                     f"http://127.0.0.1:{ports[n % len(ports)]}/webhooks/rest/webhook",
                     json={"sender": sender, "message": line},
+                    headers=rest_headers(replicas),
                 )
                 for n, line in enumerate(lines)
             )
@@ -155,7 +160,8 @@ async def test_agent_lines_posted_to_either_replica_reach_the_widget_socket(repl
         socketio_path="/socket.io",
     )
     try:
-        await client.emit("session_request", {"session_id": session})
+        secret = conversation_secret(replicas.settings.conversation_key, session)
+        await client.emit("session_request", {"session_id": session, "session_secret": secret})
         assert await asyncio.wait_for(confirmed.get(), 10) == session
         await client.emit("user_uttered", {"session_id": session, "message": "hello"})
         assert (await asyncio.wait_for(received.get(), 30))["text"]
@@ -188,7 +194,9 @@ async def test_killing_one_rasa_replica_under_traffic_the_conversations_go_on(re
     async def conversation(http: httpx.AsyncClient, sender: str) -> None:
         for n in range(8):
             text = f"hello {n}"
-            reply = await http.post(rest(replicas), json={"sender": sender, "message": text})
+            reply = await http.post(
+                rest(replicas), json={"sender": sender, "message": text}, headers=rest_headers(replicas)
+            )
             if reply.status_code == 200 and reply.json():
                 answered[sender].append(text)
             elif not killed.is_set() or len(failed_at_kill) >= len(senders):
@@ -217,6 +225,7 @@ async def test_killing_one_rasa_replica_under_traffic_the_conversations_go_on(re
     reply = httpx.post(
         f"http://127.0.0.1:{port}/webhooks/rest/webhook",
         json={"sender": senders[0], "message": "thanks"},
+        headers=rest_headers(replicas),
         timeout=60,
     )
     assert reply.status_code == 200 and reply.json()

@@ -10,7 +10,16 @@ import pytest
 
 from common.tracker_keys import events_key
 from scripts.stack import Stack
-from tests.integration.helpers import is_chinese, is_handoff, is_kb_answer, redis_client, rest_url, say, texts
+from tests.integration.helpers import (
+    is_chinese,
+    is_handoff,
+    is_kb_answer,
+    redis_client,
+    rest_headers,
+    rest_url,
+    say,
+    texts,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +115,7 @@ def test_missing_sender_is_rejected_not_shared(stack: Stack) -> None:
 # wx:/tg: name WeChat and Telegram conversations: a web client must not write into them
 @pytest.mark.parametrize("sender", ["", "has spaces", "x" * 200, "wx:oSomeoneElse", "tg:12345"])
 def test_invalid_sender_ids_are_rejected(stack: Stack, sender: str) -> None:
-    reply = httpx.post(rest_url(stack), json={"sender": sender, "message": "hi"})
+    reply = httpx.post(rest_url(stack), json={"sender": sender, "message": "hi"}, headers=rest_headers(stack))
     assert reply.status_code == 400 and reply.json()["error"] == "invalid_sender"
 
 
@@ -148,7 +157,12 @@ def test_redis_going_away_mid_conversation_loses_nothing(stack: Stack) -> None:
     say(stack, sender, "你好")
     stack.stop_service("redis")
     try:
-        reply = httpx.post(rest_url(stack), json={"sender": sender, "message": "怎么退款"}, timeout=60)
+        reply = httpx.post(
+            rest_url(stack),
+            json={"sender": sender, "message": "怎么退款"},
+            headers=rest_headers(stack),
+            timeout=60,
+        )
         # a clear, retryable answer instead of an empty 200
         assert reply.status_code == 503 and reply.json()["error"] == "unavailable"
     finally:

@@ -22,6 +22,31 @@ from tests.integration.helpers import texts
 
 pytestmark = pytest.mark.integration
 
+SECRETS = ("RASA_TOKEN", "ACTION_SERVER_TOKEN", "METRICS_TOKEN", "CS_CONVERSATION_KEY", "CS_REST_CLIENTS")
+
+
+@pytest.mark.parametrize("host", ["WEB_HOST", "RASA_HOST", "ACTION_HOST"])
+def test_run_command_refuses_a_public_address_while_a_demo_secret_is_in_use(
+    tmp_path: Path, host: str
+) -> None:
+    """Issue 23: reachable from other machines with secrets anyone with the install can read is refused."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    env.update({"CS_VAR_DIR": str(tmp_path / "var"), host: "0.0.0.0", "RASA_TOKEN": "x" * 40})
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.stack", "run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "refusing to listen on 0.0.0.0" in result.stderr
+    # the ones still on their DEMO values are named; the one set is not
+    assert "ACTION_SERVER_TOKEN" in result.stderr and "RASA_TOKEN," not in result.stderr
+    assert "Starting" not in result.stdout
+
 
 def processes_mentioning(marker: str) -> list[str]:
     found = []
@@ -39,7 +64,9 @@ def processes_mentioning(marker: str) -> list[str]:
 
 def test_run_command_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     ports = {name: free_port() for name in ("LOCAL_REDIS_PORT", "RASA_PORT", "ACTION_PORT", "WEB_PORT")}
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RASA_URL", "PUBLIC_RASA_URL")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RASA_URL", "PUBLIC_RASA_URL", *SECRETS)
+    }
     env.update({k: str(v) for k, v in ports.items()})
     env["CS_VAR_DIR"] = str(tmp_path / "var")
     launcher = subprocess.Popen(
@@ -63,9 +90,14 @@ def test_run_command_starts_everything_and_ctrl_c_leaves_nothing(tmp_path: Path)
         assert f"http://127.0.0.1:{ports['WEB_PORT']}/" in "".join(output)
         assert httpx.get(web + "/").status_code == 200
         rest = f"http://127.0.0.1:{ports['RASA_PORT']}/webhooks/rest/webhook"
+        # the demo REST client's token was generated into var/secrets/, not printed anywhere
+        token = (tmp_path / "var" / "secrets" / "rest-client-demo").read_text().strip()
         for message, language in (("你好", "zh"), ("hello", "en")):
             reply = httpx.post(
-                rest, json={"sender": f"run-{language}", "message": message}, timeout=30
+                rest,
+                json={"sender": f"run-{language}", "message": message},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
             ).json()
             assert reply[0]["text"] == texts("utter_greet")[language]
         # its own Redis keeps data on disk (AOF) under CS_VAR_DIR

@@ -16,7 +16,7 @@ import pytest
 import socketio
 
 from scripts.stack import Stack
-from tests.integration.helpers import redis_client, rest_url, say, texts
+from tests.integration.helpers import redis_client, rest_headers, rest_url, say, texts
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,9 @@ def test_a_sender_over_the_limit_gets_a_polite_429_and_others_go_on(stack: Stack
     # fill this sender's burst window the way its earlier messages would have
     key = f"{stack.settings.key_prefix}:ratelimit:10:{sender}"
     redis_client(stack).set(key, stack.settings.rate_limit_burst, ex=10)
-    refused = httpx.post(rest_url(stack), json={"sender": sender, "message": "你好"}, timeout=30)
+    refused = httpx.post(
+        rest_url(stack), json={"sender": sender, "message": "你好"}, headers=rest_headers(stack), timeout=30
+    )
     assert refused.status_code == 429
     assert refused.json()["error"] == "rate_limited" and "秒后" in refused.json()["message"]
     assert 1 <= int(refused.headers["Retry-After"]) <= 10
@@ -134,7 +136,12 @@ def test_logs_are_json_lines_with_the_conversation_id_and_no_personal_data(stack
     say(stack, sender, f"我的手机 {phone}，邮箱 {email}")
     key = f"{stack.settings.key_prefix}:ratelimit:10:{sender}"
     redis_client(stack).set(key, stack.settings.rate_limit_burst, ex=10)
-    httpx.post(rest_url(stack), json={"sender": sender, "message": f"call {phone}"}, timeout=30)
+    httpx.post(
+        rest_url(stack),
+        json={"sender": sender, "message": f"call {phone}"},
+        headers=rest_headers(stack),
+        timeout=30,
+    )
     # a login attempt with an address as the name: the web service logs the failure with the name
     httpx.post(
         f"http://127.0.0.1:{stack.settings.web_port}/api/agent/login",

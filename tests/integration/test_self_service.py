@@ -23,7 +23,7 @@ from scripts.stack import Stack
 from shop.schema import OutboxRow
 from tests.integration.helpers import handoff_records, is_handoff, redis_client, say, texts
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_proof_limits")]
 
 # seeded in shop/seed.py
 DELIVERED = "K7QM-2XPA-9FTR-4WZD"  # order DG202611200001, Li Wei, phone ends 8000

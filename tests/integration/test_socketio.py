@@ -10,6 +10,7 @@ import httpx
 import pytest
 import socketio
 
+from common.secrets import conversation_secret
 from scripts.stack import Stack
 from tests.integration.helpers import is_handoff, is_kb_answer, texts
 
@@ -32,7 +33,9 @@ class WidgetClient:
 
     async def open(self, session_id: str | None) -> str:
         await self.sio.connect(self.url, transports=["websocket"], socketio_path="/socket.io")
-        await self.sio.emit("session_request", {"session_id": session_id})
+        # a returning browser shows the secret it was issued with the id (the widget keeps both)
+        secret = conversation_secret(self.stack.settings.conversation_key, session_id or "")
+        await self.sio.emit("session_request", {"session_id": session_id, "session_secret": secret})
         return await asyncio.wait_for(self.confirmed.get(), 10)
 
     async def say(self, session_id: str, message: str) -> dict[str, Any]:
@@ -96,5 +99,11 @@ async def test_reconnect_keeps_the_conversation(stack: Stack, client: WidgetClie
     assert is_kb_answer(reply["text"], "zh") or reply["text"] == texts("utter_invoice")["zh"]
     await again.close()
     async with httpx.AsyncClient() as http:
-        history = (await http.get(f"http://127.0.0.1:{stack.settings.web_port}/api/history/{session}")).json()
+        secret = conversation_secret(stack.settings.conversation_key, session)
+        history = (
+            await http.get(
+                f"http://127.0.0.1:{stack.settings.web_port}/api/history/{session}",
+                headers={"X-Conversation-Secret": secret},
+            )
+        ).json()
     assert [m["text"] for m in history["messages"] if m["speaker"] == "customer"] == ["你好", "发票怎么开"]

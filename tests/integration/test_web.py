@@ -5,13 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from common.secrets import conversation_secret
 from scripts.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 
-def web(stack: Stack, path: str) -> httpx.Response:
-    return httpx.get(f"http://127.0.0.1:{stack.settings.web_port}{path}", timeout=10)
+def web(stack: Stack, path: str, **headers: str) -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{stack.settings.web_port}{path}", headers=headers, timeout=10)
 
 
 def test_demo_page_embeds_the_widget_with_one_tag(stack: Stack) -> None:
@@ -26,7 +27,8 @@ def test_widget_script_and_socketio_client_are_served_locally(stack: Stack) -> N
 
 
 def test_history_of_an_unknown_conversation_is_empty(stack: Stack) -> None:
-    reply = web(stack, "/api/history/never-seen-before")
+    secret = conversation_secret(stack.settings.conversation_key, "never-seen-before")
+    reply = web(stack, "/api/history/never-seen-before", **{"X-Conversation-Secret": secret})
     assert reply.status_code == 200 and reply.json()["messages"] == []
 
 
@@ -37,4 +39,7 @@ def test_history_rejects_bad_ids(stack: Stack) -> None:
 def test_health_and_metrics(stack: Stack) -> None:
     assert web(stack, "/healthz").json() == {"status": "ok"}
     web(stack, "/")
-    assert "web_http_requests_total" in web(stack, "/metrics").text
+    assert (
+        "web_http_requests_total"
+        in web(stack, "/metrics", Authorization=f"Bearer {stack.settings.metrics_token}").text
+    )

@@ -15,7 +15,9 @@ from sanic import Sanic, response
 from bot.observability import TURN_FAILURES, TURNS, add_routes, timed
 
 
-async def _serve_and_get(app: Sanic, paths: list[str]) -> list[tuple[int, dict[str, str], str]]:
+async def _serve_and_get(
+    app: Sanic, paths: list[str], headers: dict[str, str] | None = None
+) -> list[tuple[int, dict[str, str], str]]:
     server = await app.create_server(host="127.0.0.1", port=0, return_asyncio_server=True, access_log=False)
     assert server is not None
     await server.startup()
@@ -24,7 +26,7 @@ async def _serve_and_get(app: Sanic, paths: list[str]) -> list[tuple[int, dict[s
     try:
         async with aiohttp.ClientSession() as http:
             for path in paths:
-                async with http.get(f"http://127.0.0.1:{port}{path}") as reply:
+                async with http.get(f"http://127.0.0.1:{port}{path}", headers=headers or {}) as reply:
                     results.append((reply.status, dict(reply.headers), await reply.text()))
     finally:
         server.close()
@@ -59,11 +61,14 @@ def test_routes_and_headers_on_a_rasa_like_app(redis_prefix: str) -> None:
     async def hello(_: Any) -> Any:
         return response.text("Hello from Rasa")
 
-    add_routes(app)
+    token = secrets.token_urlsafe(24)
+    add_routes(app, metrics_token=token)
     TURNS.labels("rest").inc(0)  # the family appears once any channel has counted
-    (metrics, healthz, readyz, hello_reply) = asyncio.run(
-        _serve_and_get(app, ["/metrics", "/healthz", "/readyz", "/"])
-    )
+    (metrics, healthz, readyz, hello_reply, anonymous) = asyncio.run(
+        _serve_and_get(app, ["/metrics", "/healthz", "/readyz", "/"], {"Authorization": f"Bearer {token}"})
+    ) + asyncio.run(_serve_and_get(app, ["/metrics"]))
+    # issue 23: the metrics say how busy the shop is; a scraper without the token gets nothing
+    assert anonymous[0] == 401 and "cs_turns_total" not in anonymous[2]
     assert metrics[0] == 200 and "cs_turns_total" in metrics[2] and "cs_turn_seconds_bucket" in metrics[2]
     assert healthz[0] == 200
     assert readyz[0] == 503 and '"model":false' in readyz[2] and '"redis":true' in readyz[2]

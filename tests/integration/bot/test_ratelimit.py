@@ -87,10 +87,13 @@ def test_rest_answers_a_flood_with_429_and_never_passes_it_to_rasa(limit: rateli
 
     async def scenario() -> list[tuple[int, Any, str | None]]:
         results = []
-        async with serve(RestChannel(), rasa, "rest") as url, aiohttp.ClientSession() as http:
+        token = "rest-client-token-for-the-test"
+        channel = RestChannel(clients={token: "test"})
+        auth = {"Authorization": f"Bearer {token}"}
+        async with serve(channel, rasa, "rest") as url, aiohttp.ClientSession() as http:
             for i in range(4):
                 body = json.dumps({"sender": "u-rest", "message": f"你好 {i}"})
-                async with http.post(url, data=body) as reply:
+                async with http.post(url, data=body, headers=auth) as reply:
                     results.append((reply.status, await reply.json(), reply.headers.get("Retry-After")))
         return results
 

@@ -79,3 +79,33 @@ def no_network_queue(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def sealer() -> CodeSealer:
     return CodeSealer("unit-test-key")
+
+
+class MemoryProofLimiter:
+    """actions.proofs.ProofLimiter in memory (the Redis one is tested against the real stack)."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        self.orders: Counter[str] = Counter()
+        self.addresses: Counter[str] = Counter()
+        self.conversations: dict[str, set[str]] = {}
+
+    async def status(self, order_id: str, address: str) -> Any:
+        from actions.proofs import ProofStatus
+
+        seen = len(self.conversations.get(order_id, set()))
+        return ProofStatus(self.orders[order_id], self.addresses[address], seen)
+
+    async def failed(self, order_id: str, address: str, conversation_id: str) -> Any:
+        self.orders[order_id] += 1
+        self.addresses[address] += 1
+        self.conversations.setdefault(order_id, set()).add(conversation_id)
+        return await self.status(order_id, address)
+
+
+@pytest.fixture(autouse=True)
+def proof_limiter(monkeypatch: pytest.MonkeyPatch) -> MemoryProofLimiter:
+    limiter = MemoryProofLimiter()
+    monkeypatch.setattr("actions.orders.default_limiter", lambda: limiter)
+    return limiter

@@ -159,3 +159,40 @@ async def test_shop_failing_after_the_check_apologises_and_hands_off(
     assert log.records[0].reason is Reason.ACTION_FAILURE
     assert not any(e.get("event") == "active_loop" for e in events), "the form is already over"
     assert SlotSet("owner_verified", None) in events
+
+
+async def test_an_order_guessed_at_from_other_conversations_is_locked_for_everyone(
+    shop: ShopBackend, domain: dict[str, Any], proof_limiter: Any
+) -> None:
+    """Issue 23: the three strikes were per conversation; a new conversation started from zero."""
+    from actions.proofs import ORDER_LIMIT
+
+    action, log = form(shop)
+    for n in range(ORDER_LIMIT - 1):
+        t = tracker(order_id=ORDER)
+        t.sender_id = f"attacker-{n}"
+        assert (await action.validate_owner_proof(f"{1000 + n}", CollectingDispatcher(), t, domain))[
+            "owner_proof"
+        ] is None
+    # the next wrong guess, from yet another conversation, locks the order: a person, told why
+    dispatcher = CollectingDispatcher()
+    t = make_tracker(
+        [user_event("where is my order", "order_status", 1), user_event("1999", "inform", 2)],
+        slots={"language": "en", "order_id": ORDER, "requested_slot": "owner_proof", "owner_proof": "1999"},
+        sender_id="attacker-last",
+    )
+    t.events.append({"event": "slot", "name": "owner_proof", "value": "1999"})
+    await action.run(dispatcher, t, domain)
+    assert dispatcher.messages[0]["response"] == "utter_owner_check_locked"
+    record = log.records[-1]
+    assert record.category == "proof_attacked" and "ownership proof attacked" in record.summary
+    # even the right answer is no longer checked: only a person unlocks it
+    owner = make_tracker(
+        [user_event("8000", "inform", 1)],
+        slots={"order_id": ORDER, "requested_slot": "owner_proof", "owner_proof": "8000"},
+        sender_id="the-real-owner",
+    )
+    owner.events.append({"event": "slot", "name": "owner_proof", "value": "8000"})
+    again = CollectingDispatcher()
+    await action.run(again, owner, domain)
+    assert again.messages[0]["response"] == "utter_owner_check_locked"

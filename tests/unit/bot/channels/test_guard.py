@@ -60,9 +60,9 @@ def test_card_codes_are_masked_and_sealed_for_the_action_server() -> None:
 
 
 def test_a_client_cannot_supply_sealed_codes() -> None:
-    forged = {SEALED_CODES_KEY: ["gAAAA-forged"], "locale": "zh"}
+    forged = {SEALED_CODES_KEY: ["gAAAA-forged"], "ui_language": "zh"}
     inspected = inspect_message("hello", 2000, CodeSealer("k"), forged)
-    assert inspected.metadata == {"locale": "zh"}
+    assert inspected.metadata == {"ui_language": "zh"}
 
 
 def test_rejected_long_message_keeps_only_a_masked_preview() -> None:
@@ -74,6 +74,23 @@ def test_a_client_cannot_pass_an_attachment_for_the_agent_to_see() -> None:
     inspected = inspect_message(
         "hello",
         2000,
-        client_metadata={"attachment": {"type": "image", "url": "http://phish"}, "page": "/help"},
+        client_metadata={"attachment": {"type": "image", "url": "http://phish"}, "ui_language": "en"},
     )
-    assert inspected.metadata == {"page": "/help"}
+    assert inspected.metadata == {"ui_language": "en"}
+
+
+def test_client_metadata_is_an_allow_list() -> None:
+    """Issue 23: {"rejected_message": "x"} broke the history and every later handoff."""
+    inspected = inspect_message(
+        "hello",
+        2000,
+        client_metadata={
+            "rejected_message": "x",
+            "client_address": "spoofed",
+            "agent": "boss",
+            "ui_language": "fr",
+            "automatic": "yes",
+            "button_title": "x" * 500,
+        },
+    )
+    assert inspected.metadata == {"button_title": "x" * 200}
