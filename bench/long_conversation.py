@@ -48,11 +48,13 @@ BUCKETS = {"1-10": (1, 10), "50": (46, 55), "100": (96, 105), "200": (196, 205)}
 GOAL_RATIO = 1.5
 
 
-def conversation(url: str, messages: list[str], sender_prefix: str, progress: tqdm) -> list[float]:
-    """Latency in ms of each of TURNS turns of one new conversation."""
+def conversation(
+    url: str, messages: list[str], sender_prefix: str, progress: tqdm, headers: dict[str, str] | None = None
+) -> list[float]:
+    """Latency in ms of each of TURNS turns of one new conversation (headers: our REST client's token)."""
     sender = f"{sender_prefix}-{uuid.uuid4().hex[:10]}"
     latencies = []
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=headers or {}) as client:
         for turn in range(TURNS):
             started = time.perf_counter()
             reply = client.post(url, json={"sender": sender, "message": messages[turn % len(messages)]})
@@ -93,8 +95,10 @@ def measure(conversations: int) -> dict[str, Any]:
     try:
         with tqdm(total=total, desc="turns", unit="turn", mininterval=2) as progress:
             ours = f"http://127.0.0.1:{settings.rasa_port}/webhooks/rest/webhook"
+            auth = {"Authorization": f"Bearer {next(iter(settings.rest_clients))}"}
             systems["ours"] = [
-                conversation(ours, ["hello", "thanks"], "web-long", progress) for _ in range(conversations)
+                conversation(ours, ["hello", "thanks"], "web-long", progress, auth)
+                for _ in range(conversations)
             ]
             for name, endpoints in (
                 ("stock", None),

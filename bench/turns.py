@@ -231,12 +231,17 @@ def summarise(cell: Cell) -> dict[str, Any]:
     }
 
 
-async def measure_all(urls: dict[str, str], greetings: dict[str, str]) -> dict[str, Any]:
+async def measure_all(
+    urls: dict[str, str], greetings: dict[str, str], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Every cell; headers authenticate our REST client (stock moodbot's REST ignores them)."""
     results: dict[str, Any] = {}
     all_kinds = kinds(greetings)
     total = sum(max(1, SAMPLES[c] // c) * c for c in LEVELS) * len(all_kinds) * 2
     expect: dict[str, int] = {}
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=200)) as http:
+    async with httpx.AsyncClient(
+        timeout=60, limits=httpx.Limits(max_connections=200), headers=headers or {}
+    ) as http:
         # first calls trace TensorFlow graphs and fill caches: keep them out of every cell
         with tqdm(total=len(all_kinds) * SAMPLES[8], desc="warm-up", unit="conv", mininterval=2) as progress:
             for kind in all_kinds:
@@ -268,10 +273,12 @@ async def measure_all(urls: dict[str, str], greetings: dict[str, str]) -> dict[s
     return results
 
 
-async def profile_load(url: str, kind: TurnKind, seconds: float) -> None:
+async def profile_load(
+    url: str, kind: TurnKind, seconds: float, headers: dict[str, str] | None = None
+) -> None:
     """Keep 8 conversations of ``kind`` going over REST for ``seconds``."""
     deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient(timeout=60) as http:
+    async with httpx.AsyncClient(timeout=60, headers=headers or {}) as http:
 
         async def worker(w: int) -> None:
             i = 0
@@ -335,7 +342,7 @@ def profile(stack: Stack, kind: TurnKind, seconds: float) -> dict[str, Any]:
         name: record_flame_graph(pid, RESULTS / f"flame-{name}.svg", seconds) for name, pid in targets.items()
     }
     time.sleep(1)
-    asyncio.run(profile_load(f"http://127.0.0.1:{stack.settings.rasa_port}", kind, seconds))
+    asyncio.run(profile_load(f"http://127.0.0.1:{stack.settings.rasa_port}", kind, seconds, rest_auth(stack)))
     for recorder in recorders.values():
         recorder.wait(timeout=seconds + 60)
     return {
@@ -345,6 +352,11 @@ def profile(stack: Stack, kind: TurnKind, seconds: float) -> dict[str, Any]:
         "flame_graphs": {name: f"bench/results/flame-{name}.svg" for name in targets},
         "heaviest": {name: heaviest_frames(RESULTS / f"flame-{name}.svg") for name in targets},
     }
+
+
+def rest_auth(stack: Stack) -> dict[str, str]:
+    """Our REST channel wants a client token (README: Security and privacy)."""
+    return {"Authorization": f"Bearer {next(iter(stack.settings.rest_clients))}"}
 
 
 def greeting(domain_path: Path) -> str:
@@ -436,7 +448,7 @@ def main() -> int:
     try:
         stock_url = mood.serve()
         urls = {"stock": stock_url, "ours": f"http://127.0.0.1:{settings.rasa_port}"}
-        measured = asyncio.run(measure_all(urls, greetings))
+        measured = asyncio.run(measure_all(urls, greetings, rest_auth(stack)))
         mood.stop()
         ours_rest = {k: v for k, v in measured["rest"].items() if k.startswith("ours")}
         slowest = max(ours_rest, key=lambda k: ours_rest[k]["1"]["p50_ms"])

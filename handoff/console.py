@@ -396,7 +396,8 @@ def create_router(services: Callable[[], Services]) -> APIRouter:
             retriever = await asyncio.to_thread(current.knowledge().get)
             encoder = retriever.snapshot.encoder
             vectors = await asyncio.to_thread(encoder.encode_many, [q["text"] for q in questions])
-            groups = group_by_meaning(questions, vectors)
+            # each encoder has its own band of "means the same" (e5 scores sit high and close together)
+            groups = group_by_meaning(questions, vectors, threshold=encoder.spec.same_meaning)
             for group in groups:
                 hits = await asyncio.to_thread(retriever.search, group["question"], group["language"], 1)
                 group["nearest_article"] = hits[0].title if hits else None

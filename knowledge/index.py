@@ -387,13 +387,14 @@ def load_snapshot(directory: Path) -> Snapshot:
     languages = {}
     for language in LANGUAGES:
         sub = directory / language
+        questions = read_questions(sub)
         languages[language] = LanguageIndex(
             chunks=read_chunks(sub),
             vectors=np.load(sub / "vectors.npy", mmap_mode="r"),
             heading_vectors=np.load(sub / "heading-vectors.npy", mmap_mode="r"),
             faiss_index=faiss.read_index(str(sub / "faiss.index")),
             bm25=BM25Index.load(sub),
-            questions=read_questions(sub),
+            questions=questions,
             question_vectors=np.load(sub / "question-vectors.npy")
             if (sub / "question-vectors.npy").is_file()
             else np.zeros((0, int(manifest.get("dimensions") or 1)), np.float32),

@@ -8,12 +8,17 @@ to the web service's search endpoint like the agent console will.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
-from scripts.stack import Stack
+from scripts.stack import ROOT, Stack
 from tests.integration.helpers import agent_cookies, is_handoff, redis_client, say, texts
 
 pytestmark = pytest.mark.integration
@@ -126,3 +131,56 @@ def test_no_answer_hands_off_with_low_confidence(stack: Stack, language: str, qu
     )
     assert len(reply) == 2
     assert handoff_reasons(stack, sender) == ["low_confidence"]
+
+
+def _make_kb(articles: Path, index: Path) -> None:
+    """`make kb`, exactly as an editor runs it after changing an article."""
+    env = {**os.environ, "KB_ARTICLES_DIR": str(articles), "KB_INDEX_DIR": str(index)}
+    done = subprocess.run(  # noqa: S603 - fixed argv
+        ["make", "--no-print-directory", "-s", "kb"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _answer_once(stack: Stack, question: str, marker: str, timeout: float = 30.0) -> str:
+    """The bot's answer once it contains marker (the action server re-reads a rebuilt index within 1 s)."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = say(stack, new_sender(), question)[0]["text"]
+        if marker in text:
+            return text
+        time.sleep(0.5)
+    return text
+
+
+def test_an_edited_article_changes_the_answer_after_make_kb_alone(stack: Stack, tmp_path: Path) -> None:
+    articles = tmp_path / "articles"
+    shutil.copytree(ROOT / "knowledge" / "articles", articles)
+    index = tmp_path / "index"
+    _make_kb(articles, index)
+    model_before = sorted(p.name for p in (ROOT / "models").glob("*.tar.gz"))
+    extra = {"KB_ARTICLES_DIR": str(articles), "KB_INDEX_DIR": str(index)}
+    stack.stop_service("actions")
+    stack.restart_service("actions", extra_env=extra)
+    try:
+        questions = {"en": "how do I top up my game account", "zh": "游戏直充怎么操作"}
+        old = {"en": "Most top-ups arrive within 5 minutes", "zh": "5 分钟"}
+        new = {"en": "Most top-ups now arrive within 90 seconds", "zh": "现在大多 90 秒内到账"}
+        for language, question in questions.items():
+            assert old[language] in _answer_once(stack, question, old[language]), language
+        en = articles / "en" / "recharge-game-topup.md"
+        en.write_text(en.read_text("utf-8").replace(old["en"], new["en"]), "utf-8")
+        zh = articles / "zh" / "recharge-game-topup.md"
+        text = zh.read_text("utf-8")
+        intro = text.split("\n# ", 1)[1].split("\n\n", 2)[1]
+        assert old["zh"] in intro, "the zh article's introduction names the 5 minutes"
+        zh.write_text(text.replace(intro, intro + new["zh"] + "。"), "utf-8")
+        _make_kb(articles, index)
+        for language, question in questions.items():
+            assert new[language] in _answer_once(stack, question, new[language]), language
+        # no retraining: the Rasa model is the one from before
+        assert sorted(p.name for p in (ROOT / "models").glob("*.tar.gz")) == model_before
+    finally:
+        stack.stop_service("actions")
+        stack.restart_service("actions")

@@ -62,7 +62,7 @@ async def test_turns_in_chinese_and_english(client: WidgetClient) -> None:
 async def test_buttons_arrive_as_quick_replies(client: WidgetClient) -> None:
     session = await client.open(uuid.uuid4().hex)
     reply = await client.say(session, "how do I redeem a steam gift card")
-    assert is_kb_answer(reply["text"], "en") or reply["text"] == texts("utter_redeem_gift_card")["en"]
+    assert is_kb_answer(reply["text"], "en")
     assert "/ask_human" in [b["payload"] for b in reply["quick_replies"]]
     handoff = await client.say(session, "/ask_human")
     assert is_handoff(handoff["text"], "en")
@@ -96,7 +96,7 @@ async def test_reconnect_keeps_the_conversation(stack: Stack, client: WidgetClie
     again = WidgetClient(stack)
     assert await again.open(session) == session
     reply = await again.say(session, "发票怎么开")
-    assert is_kb_answer(reply["text"], "zh") or reply["text"] == texts("utter_invoice")["zh"]
+    assert is_kb_answer(reply["text"], "zh")
     await again.close()
     async with httpx.AsyncClient() as http:
         secret = conversation_secret(stack.settings.conversation_key, session)
