@@ -9,10 +9,13 @@ split, all in this run:
   WhitespaceTokenizer, RegexFeaturizer, LexicalSyntacticFeaturizer, word and char_wb 1-4
   CountVectors, DIETClassifier 100 epochs, FallbackClassifier 0.3; ResponseSelector is left out
   because BANKING77 has no retrieval intents for it).
-- embeddings_lr: the same MiniLM sentence embeddings our featurizer uses (ONNX Runtime),
-  scikit-learn's logistic regression on top.
-- ours: config.yml's pipeline as shipped: MiniLM sentence embeddings (bot.nlu.embeddings) and the
+- embeddings_lr: the same sentence embeddings our featurizer uses (the knowledge index's encoder,
+  multilingual-e5-small by default), scikit-learn's logistic regression on top.
+- ours: config.yml's pipeline as shipped: those sentence embeddings (bot.nlu.embeddings) and the
   n-gram count vectors into bot.nlu.classifier.LinearIntentClassifier (see our_config()).
+
+`--encoder-dir` points both at another index's encoder record (e.g. one built with KB_MODEL=minilm,
+the previous encoder), `--systems` chooses which systems run, `--out` where the results go.
 
 Reported per system: accuracy and macro F1 of the top intent (nlu_fallback set aside, so the
 classifier is compared), the same with the system's fallback threshold applied (a fallback counts
@@ -92,8 +95,8 @@ def shipped_fallback() -> dict[str, float]:
     raise SystemExit("config.yml has no FallbackClassifier")
 
 
-def our_config() -> dict[str, Any]:
-    """config.yml's pipeline as shipped, without its entity extractor.
+def our_config(encoder_dir: Path = ENCODER) -> dict[str, Any]:
+    """config.yml's pipeline as shipped (sentence features from encoder_dir), without its entity extractor.
 
     BANKING77 has no entities and no regexes; RegexEntityExtractor would only warn on every message.
     """
@@ -104,6 +107,9 @@ def our_config() -> dict[str, Any]:
     for name in (EMBEDDING_FEATURIZER, CLASSIFIER):
         if not any(c["name"] == name for c in pipeline):
             raise SystemExit(f"config.yml no longer has {name}; update bench/banking77.py")
+    for component in pipeline:
+        if component["name"] == EMBEDDING_FEATURIZER:
+            component["model_dir"] = str(encoder_dir)
     return {"recipe": "default.v1", "language": config["language"], "pipeline": pipeline}
 
 
@@ -176,14 +182,16 @@ async def rasa_system(
     return {"train_seconds": round(train_seconds, 1), "latencies_ms": latencies, "rows": rows}
 
 
-def lr_system(train: list[tuple[str, str]], test: list[tuple[str, str]], label: str) -> dict[str, Any]:
+def lr_system(
+    train: list[tuple[str, str]], test: list[tuple[str, str]], label: str, encoder_dir: Path = ENCODER
+) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     from common.encoders import from_directory
 
     # the encoder the knowledge index records: the one the NLU's sentence features come from
-    bulk = from_directory(ENCODER, threads=2)
-    single = from_directory(ENCODER)
+    bulk = from_directory(encoder_dir, threads=2)
+    single = from_directory(encoder_dir)
     tqdm.write(f"[{label}] encoding {len(train)} examples and fitting")
     started = time.perf_counter()
     texts = [t for t, _ in train]
@@ -281,8 +289,10 @@ def choose_threshold(curve: list[dict[str, Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     logging.getLogger("rasa").setLevel(logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    if not (ENCODER / "encoder.json").is_file():
-        raise SystemExit(f"{ENCODER} is missing: run `make setup` first (it builds the knowledge index)")
+    encoder_dir = Path(args.encoder_dir)
+    if not (encoder_dir / "encoder.json").is_file():
+        raise SystemExit(f"{encoder_dir} is missing: run `make setup` first (it builds the knowledge index)")
+    encoder = json.loads((encoder_dir / "encoder.json").read_text(encoding="utf-8"))
     train, test = read_split("train"), read_split("test")
     if args.per_intent:
         kept: dict[str, int] = defaultdict(int)
@@ -312,6 +322,7 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "intents": len(intents),
         "subset": bool(args.per_intent),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "encoder": {"name": encoder.get("name"), "fingerprint": encoder.get("fingerprint")},
         "systems": {},
         "out_of_scope": {
             "seed": SEED,
@@ -325,10 +336,10 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     for system in systems:
         progress.set_postfix(system=system, part="all intents")
         if system == "embeddings_lr":
-            result = lr_system(train, test, system)
+            result = lr_system(train, test, system, encoder_dir)
             fallback = None
         else:
-            config = stock_config() if system == "stock_rasa" else our_config()
+            config = stock_config() if system == "stock_rasa" else our_config(encoder_dir)
             result = asyncio.run(rasa_system(config, train, test, system))
             fallback = {"threshold": 0.3, "ambiguity_threshold": 0.1} if system == "stock_rasa" else shipped
         report["systems"][system] = accuracy_scores(result, fallback)
@@ -339,9 +350,9 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             continue
         progress.set_postfix(system=system, part="out of scope")
         if system == "embeddings_lr":
-            oos = lr_system(in_scope_train, test, f"{system}-oos")
+            oos = lr_system(in_scope_train, test, f"{system}-oos", encoder_dir)
         else:
-            oos = asyncio.run(rasa_system(our_config(), in_scope_train, test, f"{system}-oos"))
+            oos = asyncio.run(rasa_system(our_config(encoder_dir), in_scope_train, test, f"{system}-oos"))
         held = set(held_out)
         curve = [oos_point(oos["rows"], held, t, shipped["ambiguity_threshold"]) for t in THRESHOLDS]
         report["out_of_scope"]["systems"][system] = {
@@ -483,6 +494,9 @@ def main() -> int:
         "--test-stride", type=int, default=1, help="with --per-intent: every Nth test question"
     )
     parser.add_argument("--out", default=str(RESULTS / "banking77"), help="results path without suffix")
+    parser.add_argument(
+        "--encoder-dir", default=str(ENCODER), help="an index's encoder record (default: the current index's)"
+    )
     parser.add_argument("--render", action="store_true", help="rewrite the .md from the committed .json")
     args = parser.parse_args()
     out = Path(args.out)
