@@ -1,5 +1,5 @@
 # The two commands of the README are `make run` and `make test`.
-.PHONY: run run-replicas test setup lint bench bench-banking77 bench-nlu bench-kb bench-handoff bench-load bench-long bench-turns kb lock clean
+.PHONY: run run-replicas test setup lint bench bench-banking77 bench-nlu bench-kb bench-handoff bench-load bench-long bench-turns bench-containment kb lock clean
 
 run:            ## set up what is missing, then start Redis, Rasa, actions and the web service
 	@scripts/setup.sh
@@ -21,7 +21,7 @@ lint:           ## ruff + mypy
 	@.venv/bin/mypy
 
 bench:          ## every benchmark below, one after another (about 4 hours on 2 cores)
-	@$(MAKE) --no-print-directory bench-turns bench-long bench-handoff bench-load bench-kb bench-nlu bench-banking77
+	@$(MAKE) --no-print-directory bench-turns bench-long bench-handoff bench-load bench-kb bench-nlu bench-banking77 bench-containment
 
 bench-banking77: ## BANKING77 accuracy + out-of-scope curve: ours vs stock Rasa vs embeddings+LR -> bench/results/banking77.{json,md}
 	@scripts/setup.sh
@@ -49,6 +49,10 @@ bench-handoff:  ## request -> console and agent reply -> customer at 50 concurre
 bench-kb:       ## dense vs BM25 vs hybrid retrieval + latency at 1k/10k/100k chunks -> bench/results/kb_retrieval.{json,md}
 	@scripts/setup.sh
 	@PYTHONPATH=. .venv/bin/python -m bench.kb_retrieval
+
+bench-containment: ## questions + follow-ups over REST: right answer/flow, one click, person, wrong; product vs MiniLM baseline -> bench/results/containment.{json,md}
+	@scripts/setup.sh
+	@PYTHONPATH=. .venv/bin/python -m bench.containment
 
 kb:             ## rebuild the knowledge index after editing knowledge/articles (incremental)
 	@PYTHONPATH=. .venv/bin/python -m knowledge build

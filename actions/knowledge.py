@@ -47,7 +47,7 @@ from common.masking import mask_card_codes
 from handoff.analytics import Analytics
 from handoff.records import Reason
 from knowledge.config import KnowledgeConfig
-from knowledge.retriever import Hit, ReloadingRetriever, Retriever
+from knowledge.retriever import Hit, ReloadingRetriever, Retriever, looks_elliptic
 
 logger = logging.getLogger(__name__)
 
@@ -124,13 +124,11 @@ SELF_SERVICE = {
 
 
 def previous_question(tracker: Tracker) -> str | None:
-    """The customer's message that the bot's last knowledge answer replied to, if the last turn was one.
+    """The customer's message that the bot's last knowledge reply (an answer or titles) was for.
 
-    Only directly after an answer: "那多久到账？" refers to what was just explained,
+    Only directly after it: "那多久到账？" refers to what was just explained or offered,
     not to something from ten turns ago or before a hand-off.
     """
-    if not tracker.get_slot("kb_article"):
-        return None
     users = 0
     answered = False
     for event in reversed(tracker.events):
@@ -230,7 +228,14 @@ class ActionAnswerFromKnowledge(Action):
             mask_card_codes(text[:80]),
         )
         topic = INTENT_TOPICS.get(intent)
-        if topic and not (in_context and top and confidence >= answer_at):
+        if topic and in_context and top and top.category not in topic.categories:
+            if not looks_elliptic(text, language):
+                # the NLU names a topic of its own and nothing points back: a new question, read alone
+                hits = await asyncio.to_thread(retriever.search, text, language, MAX_SUGGESTIONS)
+                confidence = retriever.confidence(hits, language)
+                top, in_context = (hits[0] if hits else None), False
+        # a calibrated answer on its own beats the intent's topic ("delete my account" read as privacy)
+        if topic and not (top and confidence >= answer_at):
             # the NLU and the article agree on the topic: a lower bar than answering alone
             agree_at = (answer_at + suggest_at) / 2
             chosen = top if top and top.category in topic.categories and confidence >= agree_at else None

@@ -161,11 +161,15 @@ async def test_a_known_topic_uses_the_article_only_when_the_topics_agree(
     action, _ = make_action(base_config, ALWAYS, ALWAYS)
     messages, _ = await run(action, QUESTIONS["en"], "refund", "en", domain)
     assert "1-7 business days" in messages[0]["text"]
-    # the NLU says membership, the best article is about refunds, and there is no membership article:
-    # titles to pick from, never the refund article as if it answered
-    messages, events = await run(action, QUESTIONS["en"], "membership", "en", domain)
+    # the NLU says membership, the best article is about refunds (below the answer bar), and there is
+    # no membership article: titles to pick from, never the refund article as if it answered
+    unsure, _ = make_action(base_config, NEVER, ALWAYS)
+    messages, events = await run(unsure, QUESTIONS["en"], "membership", "en", domain)
     assert messages[0]["response"] == "utter_kb_suggest"
     assert not [e for e in events if e.get("name") == "kb_article"]
+    # above the answer bar the calibrated article answers even against the NLU's topic
+    messages, events = await run(action, QUESTIONS["en"], "membership", "en", domain)
+    assert SlotSet("kb_article", "refunds") in events
     # topics agree but the confidence is under every bar: still the article on the intent's topic,
     # from the articles (there is no hand-written copy of it any more)
     action, _ = make_action(base_config, NEVER, NEVER)
@@ -197,13 +201,37 @@ async def test_a_follow_up_is_read_with_the_question_before(
 
     tracker = make_tracker(events, slots={"language": language, "kb_article": "topup"})
     assert previous_question(tracker) == first
-    assert previous_question(make_tracker(events, slots={"language": language})) is None
+    # after "did you mean" titles (no article shown yet) the question still gives the context
+    assert previous_question(make_tracker(events, slots={"language": language})) == first
     # after another action (a form, a hand-off) the message is not a follow-up
     interrupted = [*events[:2], ActionExecuted("order_lookup_form"), *events[2:]]
     assert previous_question(make_tracker(interrupted, slots={"kb_article": "topup"})) is None
     holder = ReloadingRetriever(base_config)
     hits, _, in_context = holder.get().search_in_context(follow_up, first, language, 3)
     assert in_context and hits[0].article_id == "topup"
+    # through the action: the follow-up is answered from the top-up article, not the refund one
+    action, _ = make_action(base_config, ALWAYS, ALWAYS)
+    dispatcher = CollectingDispatcher()
+    answered = await action.run(dispatcher, tracker, domain)
+    assert SlotSet("kb_article", "topup") in answered
+
+
+async def test_a_new_question_with_its_own_intent_is_not_read_as_a_follow_up(
+    base_config: KnowledgeConfig, domain: dict[str, Any]
+) -> None:
+    from tests.conftest import bot_event
+
+    events = [
+        user_event("how do I top up a game", "recharge_howto", 1_700_000_000),
+        {"event": "action", "name": "action_kb_answer", "timestamp": 1_700_000_001},
+        bot_event("...", 1_700_000_002),
+        {"event": "action", "name": "action_listen", "timestamp": 1_700_000_003},
+        user_event("when can I get my money back", "refund", 1_700_000_004),
+    ]
+    action, _ = make_action(base_config, ALWAYS, ALWAYS)
+    dispatcher = CollectingDispatcher()
+    answered = await action.run(dispatcher, make_tracker(events, slots={"language": "en"}), domain)
+    assert SlotSet("kb_article", "refunds") in answered
 
 
 @pytest.mark.parametrize("language", ["zh", "en"])
