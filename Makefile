@@ -1,5 +1,5 @@
 # The two commands of the README are `make run` and `make test`.
-.PHONY: run run-replicas test setup lint bench bench-banking77 bench-nlu bench-kb bench-handoff bench-load bench-long bench-turns bench-containment kb lock clean
+.PHONY: run run-replicas test setup lint bench bench-banking77 bench-banking77-encoders bench-nlu bench-kb bench-handoff bench-load bench-long bench-turns bench-containment kb lock clean
 
 run:            ## set up what is missing, then start Redis, Rasa, actions and the web service
 	@scripts/setup.sh
@@ -27,8 +27,15 @@ bench-banking77: ## BANKING77 accuracy + out-of-scope curve: ours vs stock Rasa 
 	@scripts/setup.sh
 	@PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/python -m bench.banking77
 
-bench-nlu:      ## 5-fold cross-validation of the NLU -> bench/results/nlu_cv.{json,md}
+bench-banking77-encoders: ## ours and embeddings+LR on BANKING77 with the new encoder and with the previous one (MiniLM) -> bench/results/banking77-{e5,minilm}.{json,md}
 	@scripts/setup.sh
+	@KB_MODEL=minilm KB_INDEX_DIR=var/bench/minilm-index PYTHONPATH=. .venv/bin/python -m knowledge build --quiet
+	@PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/python -m bench.banking77 --systems embeddings_lr,ours --out bench/results/banking77-e5
+	@PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/python -m bench.banking77 --systems embeddings_lr,ours --encoder-dir var/bench/minilm-index/current/encoder --out bench/results/banking77-minilm
+
+bench-nlu:      ## 5-fold cross-validation of the NLU, stock vs ours with the new and the previous encoder -> bench/results/nlu_cv.{json,md}
+	@scripts/setup.sh
+	@KB_MODEL=minilm KB_INDEX_DIR=var/bench/minilm-index PYTHONPATH=. .venv/bin/python -m knowledge build --quiet
 	@PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/python -m bench.nlu_cv
 
 bench-long:     ## turn latency at turns 1-10, 50, 100, 200 of one conversation, stock moodbot beside -> bench/results/long_conversation.{json,md}

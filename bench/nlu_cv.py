@@ -58,9 +58,15 @@ STOCK_PIPELINE: list[dict[str, Any]] = [
 ]
 
 
-def our_config() -> dict[str, Any]:
+def our_config(encoder_dir: Path | None = None) -> dict[str, Any]:
+    """config.yml; with encoder_dir, its sentence features from another index's encoder record."""
     config = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))
-    return {"recipe": "default.v1", "language": config["language"], "pipeline": config["pipeline"]}
+    pipeline = [dict(c) for c in config["pipeline"]]
+    if encoder_dir is not None:
+        for component in pipeline:
+            if component["name"] == "bot.nlu.embeddings.SentenceEmbeddingFeaturizer":
+                component["model_dir"] = str(encoder_dir)
+    return {"recipe": "default.v1", "language": config["language"], "pipeline": pipeline}
 
 
 def stock_config() -> dict[str, Any]:
@@ -111,7 +117,15 @@ def scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run() -> dict[str, Any]:
+# the previous encoder's record, from `KB_MODEL=minilm KB_INDEX_DIR=var/bench/minilm-index make kb`
+BASELINE_ENCODER = ROOT / "var" / "bench" / "minilm-index" / "current" / "encoder"
+
+
+def encoder_name(directory: Path) -> str:
+    return str(json.loads((directory / "encoder.json").read_text("utf-8")).get("name"))
+
+
+def run(baseline_encoder: Path | None = None) -> dict[str, Any]:
     from rasa.shared.nlu.training_data.loading import load_data
     from rasa.shared.nlu.training_data.training_data import TrainingData
 
@@ -121,6 +135,9 @@ def run() -> dict[str, Any]:
     labels = [m.get("intent") for m in examples]
     folds = list(StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=SEED).split(examples, labels))
     systems = {"stock_rasa": stock_config(), "ours": our_config()}
+    if baseline_encoder is not None:
+        # ours with the previous encoder's sentence features: what the new encoder changes
+        systems["ours_previous_encoder"] = our_config(baseline_encoder)
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     train_seconds: dict[str, list[float]] = defaultdict(list)
     progress = tqdm(total=FOLDS * len(systems), desc="nlu cross-validation", unit="fold")
@@ -156,6 +173,10 @@ def run() -> dict[str, Any]:
         "folds": FOLDS,
         "seed": SEED,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "encoders": {
+            "ours": encoder_name(ROOT / "var" / "knowledge" / "current" / "encoder"),
+            **({"ours_previous_encoder": encoder_name(baseline_encoder)} if baseline_encoder else {}),
+        },
         "systems": {},
     }
     for system in systems:
@@ -184,7 +205,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Produced by `{report['command']}` on data/nlu.yml "
         f"({report['folds']} stratified folds, seed {report['seed']}).",
-        "Fallback predictions count as wrong. "
+        "Sentence features: "
+        + ", ".join(f"{system} {name}" for system, name in report.get("encoders", {}).items())
+        + ". Fallback predictions count as wrong. "
         "Entities: exact (type, span) over order_id, card_code, phone, email.",
         "",
         "| system | language | examples | intent acc. | intent macro F1 | fallback rate | entity F1 |",
@@ -212,7 +235,21 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    report = run()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--baseline-encoder-dir",
+        default=str(BASELINE_ENCODER),
+        help="an index's encoder record for ours_previous_encoder ('' to leave that system out)",
+    )
+    args = parser.parse_args()
+    baseline = Path(args.baseline_encoder_dir) if args.baseline_encoder_dir else None
+    if baseline is not None and not (baseline / "encoder.json").is_file():
+        print(f"{baseline} has no encoder record: build it with", file=sys.stderr)
+        print("  KB_MODEL=minilm KB_INDEX_DIR=var/bench/minilm-index make kb", file=sys.stderr)
+        return 2
+    report = run(baseline)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "nlu_cv.json").write_text(
         json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
