@@ -263,7 +263,10 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Produced by `{result['command']}` on {result['date']} ({result['machine']}).",
         f"Report split of knowledge/eval: {result['report_questions']} questions "
-        f"(fit split: {result['fit_questions']}, used only for fitting). Articles: {result['articles']}, "
+        f"(fit split: {result['fit_questions']}, used only for fitting, with "
+        f"{result.get('fit_only_none_questions', 0)} fit-only questions no article answers, "
+        "knowledge/eval/fit-none). "
+        f"Articles: {result['articles']}, "
         f"with {sum(result['article_wordings'].values())} customer wordings in their front matter. "
         f"Follow-up pairs (knowledge/eval/followups, none used for fitting): {result['followup_pairs']}.",
         "",
@@ -423,6 +426,7 @@ def main() -> int:
                 language: len(index.questions) for language, index in snapshot.languages.items()
             },
             "fit_questions": len(questions) - len(report),
+            "fit_only_none_questions": len(load_questions(config.eval_dir / "fit-none", fit_only=True)),
             "report_questions": len(report),
             "followup_pairs": len(pairs),
             "systems": systems,

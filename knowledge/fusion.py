@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from knowledge.config import KnowledgeConfig
-from knowledge.evalset import Question, load_questions
+from knowledge.evalset import Question, fitting_questions
 from knowledge.index import load_snapshot
 from knowledge.retriever import (
     DEFAULT_CALIBRATION,
@@ -82,8 +82,8 @@ def _fit_logistic(rows: np.ndarray, labels: np.ndarray, c: float = 1.0) -> dict[
 
 
 RANKER_C = (0.01, 0.1, 1.0, 10.0)
-# the hybrid's calibration has 15 inputs and some 200 questions: stronger regularisation than for 2
-CALIBRATION_C = 1.0
+# candidates for the hybrid's calibration (17 inputs), chosen by cross-validated log-loss
+CALIBRATION_C = (0.01, 0.03, 0.1, 0.3, 1.0)
 CV_FOLDS = 4
 
 
@@ -182,6 +182,42 @@ def choose_thresholds(confidences: list[float], rows: list[dict[str, Any]]) -> t
     return best[1], best[2]
 
 
+def _calibration_c(features: np.ndarray, labels: np.ndarray) -> float:
+    """The regularisation of a many-input calibration, by cross-validated log-loss on the fit split.
+
+    Some 200 questions and 17 inputs: too little regularisation learns the fit split's few
+    `none` questions by heart, and the answer band then lets through many more elsewhere.
+    """
+    best_c, best_loss = CALIBRATION_C[0], float("inf")
+    for c in CALIBRATION_C:
+        losses = []
+        for fold in range(CV_FOLDS):
+            held = np.arange(len(labels)) % CV_FOLDS == fold
+            if len(set(labels[~held].tolist())) < 2:
+                continue
+            model = _fit_logistic(features[~held], labels[~held], c=c)
+            logits = features[held] @ np.asarray(model["coef"]) + model["intercept"]
+            p = np.clip(1 / (1 + np.exp(-logits)), 1e-6, 1 - 1e-6)
+            y = labels[held]
+            losses.append(float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))))
+        loss = float(np.mean(losses)) if losses else float("inf")
+        if loss < best_loss - 1e-9:
+            best_c, best_loss = c, loss
+    return best_c
+
+
+def _out_of_fold(features: np.ndarray, labels: np.ndarray, c: float) -> list[float]:
+    """Each question's confidence from a calibration fitted without it; [] where a fold cannot fit."""
+    out = np.zeros(len(labels))
+    for fold in range(CV_FOLDS):
+        held = np.arange(len(labels)) % CV_FOLDS == fold
+        if len(set(labels[~held].tolist())) < 2:
+            return []
+        model = _fit_logistic(features[~held], labels[~held], c=c)
+        out[held] = 1 / (1 + np.exp(-(features[held] @ np.asarray(model["coef"]) + model["intercept"])))
+    return [float(x) for x in out]
+
+
 def fit_calibration(retriever: Retriever, questions: list[Question], language: str) -> dict[str, Any]:
     rows = outcomes(retriever, questions, language)
     width = max(len(r["row"]) for r in rows) if rows else 2
@@ -191,13 +227,19 @@ def fit_calibration(retriever: Retriever, questions: list[Question], language: s
     features = np.asarray([r["row"] + [0.0] * (width - len(r["row"])) for r in rows])
     labels = np.asarray([int(r["right"]) for r in rows])
     try:
-        model = _fit_logistic(features, labels, c=CALIBRATION_C if width > 2 else 10.0)
+        c = _calibration_c(features, labels) if width > 2 else 10.0
+        model = _fit_logistic(features, labels, c=c)
+        model["c"] = c
     except ValueError:
         model = dict(DEFAULT_CALIBRATION)
     coef = np.asarray(model["coef"])
     confidences = [
         float(1 / (1 + np.exp(-(model["intercept"] + float(coef @ f[: len(coef)]))))) for f in features
     ]
+    if width > 2 and "c" in model:
+        # the bands are chosen on out-of-fold confidences: a model scored on the questions it was fitted
+        # on has pushed exactly those `none` questions down, and would set the bar too low
+        confidences = _out_of_fold(features, labels, float(model["c"])) or confidences
     answer, suggest = choose_thresholds(confidences, rows)
     model.update(answer_threshold=answer, suggest_threshold=suggest, fitted_on=len(rows))
     return model
@@ -205,9 +247,7 @@ def fit_calibration(retriever: Retriever, questions: list[Question], language: s
 
 def fit(build_dir: Path, config: KnowledgeConfig) -> dict[str, Any]:
     """Fit every model on the fit split and write build_dir/fusion.json (no-op without questions)."""
-    questions = (
-        [q for q in load_questions(config.eval_dir) if q.split == "fit"] if config.eval_dir.is_dir() else []
-    )
+    questions = fitting_questions(config.eval_dir) if config.eval_dir.is_dir() else []
     snapshot = load_snapshot(build_dir)
     fusion: dict[str, Any] = {}
     for language in snapshot.languages:

@@ -78,8 +78,9 @@ def _eval_hash(config: KnowledgeConfig) -> str:
 
     digest = hashlib.sha256()
     if config.eval_dir.is_dir():
-        for path in sorted(config.eval_dir.glob("*.yml")):
-            digest.update(path.name.encode())
+        # the fit-only questions fit the calibration too (knowledge/evalset.py: fitting_questions)
+        for path in sorted([*config.eval_dir.glob("*.yml"), *config.eval_dir.glob("fit-none/*.yml")]):
+            digest.update(path.relative_to(config.eval_dir).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

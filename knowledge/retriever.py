@@ -192,9 +192,13 @@ class Retriever(ABC):
             return hits, confidence, False
         joined = self.search(f"{previous.strip()} {query.strip()}", language, k)
         joined_confidence = self.confidence(joined, language)
+        answer_at, _ = self.thresholds(language)
         # a message that points back ("那多久到账", "how long does that take") means the topic before,
-        # however well it matches some other heading alone
-        if joined and (looks_elliptic(query, language) or joined_confidence > confidence):
+        # however well it matches some other heading alone; one that is answered confidently on its
+        # own is a question of its own; in between, the more confident reading
+        if joined and (
+            looks_elliptic(query, language) or (confidence < answer_at and joined_confidence > confidence)
+        ):
             return joined, joined_confidence, True
         return hits, confidence, False
 
