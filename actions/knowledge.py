@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 from actions.conversation import customer_language, response_text
 from actions.handoff import ActionHandoff, default_queue
 from actions.metrics import kb_outcome
+from common.encoders import EMBEDDING_KEY, unpack_vector
 from common.language import Language
 from common.masking import mask_card_codes
 from handoff.analytics import Analytics
@@ -121,6 +122,14 @@ SELF_SERVICE = {
     "refunds": ("utter_button_request_refund", "/refund_request"),
     "card-codes": ("utter_button_check_card_code", "/card_code_problem"),
 }
+
+
+def nlu_vector(latest: dict[str, Any], retriever: Retriever) -> Any:
+    """The message's embedding the NLU already computed (same encoder, whole text), else None."""
+    spec = retriever.snapshot.encoder.spec
+    if len(str(latest.get("text") or "")) > MAX_QUERY_CHARS:
+        return None  # the search reads a shortened text
+    return unpack_vector(latest.get(EMBEDDING_KEY), spec.fingerprint, spec.dimensions)
 
 
 def previous_question(tracker: Tracker) -> str | None:
@@ -206,7 +215,12 @@ class ActionAnswerFromKnowledge(Action):
                 shown = retriever.article(str(tracker.get_slot("kb_article") or ""), language)
                 previous = shown.title if shown else None
             hits, confidence, in_context = await asyncio.to_thread(
-                retriever.search_in_context, text, previous, language, MAX_SUGGESTIONS
+                retriever.search_in_context,
+                text,
+                previous,
+                language,
+                MAX_SUGGESTIONS,
+                nlu_vector(latest, retriever),
             )
             understood = in_context or await asyncio.to_thread(retriever.understood, text, language)
         except Exception:

@@ -141,20 +141,25 @@ class Retriever(ABC):
         return self.snapshot.languages[language]
 
     @abstractmethod
-    def scored_chunks(self, query: str, language: str) -> list[tuple[int, float]]:
-        """(chunk index, score) pairs, best first."""
+    def scored_chunks(
+        self, query: str, language: str, vector: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk index, score) pairs, best first; vector: the query's embedding when already known."""
 
-    def scored_rows(self, query: str, language: str) -> list[tuple[int, float, tuple[float, ...]]]:
+    def scored_rows(
+        self, query: str, language: str, vector: np.ndarray | None = None
+    ) -> list[tuple[int, float, tuple[float, ...]]]:
         """(chunk index, score, feature row) triples, best first; only the hybrid has rows."""
-        return [(i, score, ()) for i, score in self.scored_chunks(query, language)]
+        return [(i, score, ()) for i, score in self.scored_chunks(query, language, vector)]
 
-    def search(self, query: str, language: str, k: int = 5) -> list[Hit]:
+    def search(self, query: str, language: str, k: int = 5, vector: np.ndarray | None = None) -> list[Hit]:
+        """Hits for query; vector is its embedding when the NLU already computed it (once per turn)."""
         if not query.strip():
             return []
         index = self.index(language)
         hits: list[Hit] = []
         seen: set[str] = set()
-        for chunk_index, score, features in self.scored_rows(query, language):
+        for chunk_index, score, features in self.scored_rows(query, language, vector):
             chunk = index.chunks[chunk_index]
             if chunk.article_id in seen:
                 continue
@@ -178,7 +183,7 @@ class Retriever(ABC):
         return hits
 
     def search_in_context(
-        self, query: str, previous: str | None, language: str, k: int = 5
+        self, query: str, previous: str | None, language: str, k: int = 5, vector: np.ndarray | None = None
     ) -> tuple[list[Hit], float, bool]:
         """(hits, confidence, read in context) for a message that may follow up on the previous question.
 
@@ -186,7 +191,7 @@ class Retriever(ABC):
         alone and joined to the previous question; the more confident reading wins, so a
         new topic right after an answer ("发票怎么开") keeps its own, clearer match.
         """
-        hits = self.search(query, language, k)
+        hits = self.search(query, language, k, vector)
         confidence = self.confidence(hits, language)
         if not previous or not previous.strip() or not query.strip():
             return hits, confidence, False
@@ -246,21 +251,29 @@ class Retriever(ABC):
 class DenseRetriever(Retriever):
     method = "dense"
 
-    def query_vector(self, query: str) -> np.ndarray:
+    def query_vector(self, query: str, vector: np.ndarray | None = None) -> np.ndarray:
+        if vector is not None and vector.shape == (self.snapshot.encoder.dimensions,):
+            return np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
         return self.snapshot.encoder.queries([query])
 
-    def scored_chunks(self, query: str, language: str) -> list[tuple[int, float]]:
+    def scored_chunks(
+        self, query: str, language: str, vector: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
         index = self.index(language)
         if not index.chunks:
             return []
-        scores, ids = index.faiss_index.search(self.query_vector(query), min(CANDIDATES, len(index.chunks)))
+        scores, ids = index.faiss_index.search(
+            self.query_vector(query, vector), min(CANDIDATES, len(index.chunks))
+        )
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
 
 class BM25Retriever(Retriever):
     method = "bm25"
 
-    def scored_chunks(self, query: str, language: str) -> list[tuple[int, float]]:
+    def scored_chunks(
+        self, query: str, language: str, vector: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
         return self.index(language).bm25.top(bm25_tokens(query, language), CANDIDATES)
 
 
@@ -296,12 +309,14 @@ class HybridRetriever(Retriever):
         super().__init__(snapshot)
         self.dense = DenseRetriever(snapshot)
 
-    def candidate_features(self, query: str, language: str) -> tuple[list[int], np.ndarray]:
+    def candidate_features(
+        self, query: str, language: str, vector: np.ndarray | None = None
+    ) -> tuple[list[int], np.ndarray]:
         """Candidate chunk indices and their feature rows (FEATURES order)."""
         index = self.index(language)
         if not index.chunks:
             return [], np.zeros((0, len(FEATURES)), dtype=np.float32)
-        vector = self.dense.query_vector(query)
+        vector = self.dense.query_vector(query, vector)
         depth = min(CANDIDATES, len(index.chunks))
         _, dense_ids = index.faiss_index.search(vector, depth)
         dense_list = [int(i) for i in dense_ids[0] if i >= 0]
@@ -357,8 +372,10 @@ class HybridRetriever(Retriever):
     def ranker(self, language: str) -> dict[str, Any]:
         return dict(self.snapshot.fusion.get(language, {}).get("ranker") or DEFAULT_RANKER)
 
-    def scored_rows(self, query: str, language: str) -> list[tuple[int, float, tuple[float, ...]]]:
-        candidates, rows = self.candidate_features(query, language)
+    def scored_rows(
+        self, query: str, language: str, vector: np.ndarray | None = None
+    ) -> list[tuple[int, float, tuple[float, ...]]]:
+        candidates, rows = self.candidate_features(query, language, vector)
         if not candidates:
             return []
         model = self.ranker(language)
@@ -367,8 +384,10 @@ class HybridRetriever(Retriever):
         order = np.argsort(-probabilities)
         return [(candidates[i], float(probabilities[i]), tuple(float(x) for x in rows[i])) for i in order]
 
-    def scored_chunks(self, query: str, language: str) -> list[tuple[int, float]]:
-        return [(i, score) for i, score, _ in self.scored_rows(query, language)]
+    def scored_chunks(
+        self, query: str, language: str, vector: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        return [(i, score) for i, score, _ in self.scored_rows(query, language, vector)]
 
 
 METHODS: dict[str, type[Retriever]] = {

