@@ -242,6 +242,9 @@ class ActionAnswerFromKnowledge(Action):
             mask_card_codes(text[:80]),
         )
         topic = INTENT_TOPICS.get(intent)
+        if in_context and looks_elliptic(text, language):
+            # the NLU reads "那多久到账" alone (a delivery question); what it points back to decides
+            topic = None
         if topic and in_context and top and top.category not in topic.categories:
             if not looks_elliptic(text, language):
                 # the NLU names a topic of its own and nothing points back: a new question, read alone
