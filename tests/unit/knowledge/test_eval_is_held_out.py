@@ -67,3 +67,12 @@ def test_the_check_catches_a_copied_question(tmp_path: Path) -> None:
         "utf-8",
     )
     assert leaked(tmp_path / "articles", config.eval_dir) == [f"en/a: {eval_text.upper() + '!'!r}"]
+
+
+def test_the_fit_only_questions_are_not_evaluation_questions() -> None:
+    config = KnowledgeConfig()
+    fit_only = load_questions(config.eval_dir / "fit-none", fit_only=True)
+    assert len([q for q in fit_only if q.language == "zh"]) >= 50 and all(q.split == "fit" for q in fit_only)
+    assert all(q.article == "none" for q in fit_only)
+    questions = held_out(config.eval_dir)
+    assert [q.text for q in fit_only if (q.language, normalised(q.text)) in questions] == []
