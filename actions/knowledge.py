@@ -162,18 +162,7 @@ def article_from_file(config: KnowledgeConfig, article_id: str, language: str) -
 
     for article in load_corpus(config.articles_dir):
         if article.id == article_id and article.language == language:
-            first = chunk_article(article, config.max_chunk_chars_en, config.max_chunk_chars_zh)[0]
-            return Hit(
-                article_id=article.id,
-                title=article.title,
-                language=article.language,
-                heading=first.heading,
-                chunk=first.display_text,
-                score=1.0,
-                source=article.url or article.title,
-                chunk_id=first.chunk_id,
-                category=article.category,
-            )
+            return Hit.of(chunk_article(article, config.max_chunk_chars_en, config.max_chunk_chars_zh)[0])
     return None
 
 

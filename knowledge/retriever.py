@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from knowledge.chunking import Chunk
 from knowledge.config import KnowledgeConfig
 from knowledge.index import LanguageIndex, Snapshot, current_dir, load_snapshot
 from knowledge.text import bm25_tokens
@@ -74,6 +75,21 @@ class Hit:
     category: str = ""
     # the hybrid's feature row of this chunk (FEATURES order): what the confidence calibration reads
     features: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, chunk: Chunk, score: float = 1.0) -> Hit:
+        """A chunk shown as it is (an article the customer picked, or one read from its file)."""
+        return cls(
+            article_id=chunk.article_id,
+            title=chunk.title,
+            language=chunk.language,
+            heading=chunk.heading,
+            chunk=chunk.display_text,
+            score=score,
+            source=chunk.url or chunk.title,
+            chunk_id=chunk.chunk_id,
+            category=chunk.category,
+        )
 
 
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -234,17 +250,7 @@ class Retriever(ABC):
         """The introduction of one article (for a suggestion the customer picked)."""
         for chunk in self.index(language).chunks:
             if chunk.article_id == article_id:
-                return Hit(
-                    article_id=chunk.article_id,
-                    title=chunk.title,
-                    language=chunk.language,
-                    heading=chunk.heading,
-                    chunk=chunk.display_text,
-                    score=1.0,
-                    source=chunk.url or chunk.title,
-                    chunk_id=chunk.chunk_id,
-                    category=chunk.category,
-                )
+                return Hit.of(chunk)
         return None
 
 
