@@ -151,6 +151,7 @@ def _answer_once(stack: Stack, question: str, marker: str, timeout: float = 30.0
         text = say(stack, new_sender(), question)[0]["text"]
         if marker in text:
             return text
+        # polling on purpose: the action server re-reads a rebuilt index on its next query; no event says so
         time.sleep(0.5)
     return text
 
