@@ -276,7 +276,9 @@ class ActionAnswerFromKnowledge(Action):
             await self.unanswered(tracker, text, language, "rephrase")
             dispatcher.utter_message(response="utter_kb_rephrase", buttons=buttons)
             return [SlotSet("kb_misses", 1)]
-        reason = Reason.LOW_CONFIDENCE if understood else Reason.SECOND_FALLBACK
+        # a customer we already asked to rephrase has now failed twice, whatever the NLU made of it
+        second = not understood or _misses_in_a_row(tracker) > 0
+        reason = Reason.SECOND_FALLBACK if second else Reason.LOW_CONFIDENCE
         kb_outcome("handoff", language)
         await self.unanswered(tracker, text, language, "handoff")
         dispatcher.utter_message(response="utter_kb_no_answer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,3 +154,27 @@ def fresh_proof_limits(stack: Any) -> Any:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+def _problem_lines(log: Path, keep: int = 30) -> str:
+    """The last warnings, errors and traceback lines of one service log."""
+    if not log.exists():
+        return "(no log)"
+    marks = ('"WARNING"', '"ERROR"', '"CRITICAL"', "Traceback", "Error:", "  File ")
+    lines = [line for line in log.read_text(errors="replace").splitlines() if any(m in line for m in marks)]
+    return "\n".join(lines[-keep:]) or "(none)"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test on a real stack reports what its services logged: CI keeps no other trace of it."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for running in getattr(item, "funcargs", {}).values():
+        log_dir = getattr(running, "log_dir", None)
+        if not isinstance(log_dir, Path):
+            continue
+        for log in sorted(log_dir.glob("*.log")):
+            report.sections.append((f"{log.name}: warnings and errors", _problem_lines(log)))

@@ -100,10 +100,10 @@ def test_a_picked_suggestion_shows_the_article(stack: Stack) -> None:
     assert "09:00" in reply[0]["text"]
 
 
-@pytest.mark.xfail(reason="failed on the clean-clone run of stop 21; see its note", strict=False)
 @pytest.mark.parametrize(
     ("language", "question"),
-    [("zh", "学生有优惠吗"), ("en", "is there a student discount")],
+    # vague on purpose: several payment articles fit and none is the answer
+    [("zh", "关于付款"), ("en", "payment question")],
 )
 def test_unsure_answers_offer_titles_and_a_person(stack: Stack, language: str, question: str) -> None:
     sender = new_sender()

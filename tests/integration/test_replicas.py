@@ -115,7 +115,6 @@ async def test_twenty_conversations_of_ten_messages_across_two_replicas_stay_in_
     assert all(count > 0 for count in served), f"one replica served nothing: {served}"
 
 
-@pytest.mark.xfail(reason="failed on the clean-clone run of stop 21; see its note", strict=False)
 async def test_messages_of_one_conversation_sent_at_once_to_both_replicas_take_turns(
     replicas: ReplicaStack,
 ) -> None:

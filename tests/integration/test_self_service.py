@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, delete, func, select, update
 
 from scripts.stack import Stack
-from shop.schema import OutboxRow
+from shop.schema import CardCodeRow, OutboxRow, ResendRow
 from tests.integration.helpers import handoff_records, is_handoff, redis_client, say, texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_proof_limits")]
@@ -49,6 +49,15 @@ def outbox_count(stack: Stack, code: str) -> int:
     return int(count or 0)
 
 
+def forget_resends(stack: Stack, code: str) -> None:
+    """Open the code's resend window again: other modules on the session stack may have used it."""
+    engine = create_engine(f"sqlite:///{stack.settings.var_dir / 'shop.sqlite3'}")
+    with engine.begin() as connection:
+        connection.execute(update(CardCodeRow).where(CardCodeRow.code == code).values(last_resend_at=None))
+        connection.execute(delete(ResendRow).where(ResendRow.code == code))
+    engine.dispose()
+
+
 def card_start(stack: Stack, language: str) -> str:
     conversation = sender("card")
     reply = say(stack, conversation, CARD_ASK[language])
@@ -56,10 +65,11 @@ def card_start(stack: Stack, language: str) -> str:
     return conversation
 
 
-@pytest.mark.xfail(reason="failed on the clean-clone run of stop 21; see its note", strict=False)
 @pytest.mark.parametrize("language", ["zh", "en"])
 def test_a_code_typed_in_full_is_checked_and_resent_once(stack: Stack, language: str) -> None:
     code = DELIVERED if language == "en" else PENDING
+    forget_resends(stack, code)
+    before = outbox_count(stack, code)
     conversation = card_start(stack, language)
     # customers type codes in lower case with spaces too
     reply = say(stack, conversation, code.lower().replace("-", " "))
@@ -67,13 +77,13 @@ def test_a_code_typed_in_full_is_checked_and_resent_once(stack: Stack, language:
     masked = f"{code[:4]}-****-****-{code[-4:]}"
     assert masked in message["text"] and code not in json.dumps(reply)
     assert ("参考号 RS" if language == "zh" else "(reference RS") in message["text"]
-    assert outbox_count(stack, code) == 1
+    assert outbox_count(stack, code) == before + 1
 
     # the same code again within 10 minutes: the earlier resend stands, nothing is sent
     again = card_start(stack, language)
     second = say(stack, again, f"卡密 {code}" if language == "zh" else f"code {code}")[0]["text"]
     assert ("已经重新发送" if language == "zh" else "already resent") in second
-    assert outbox_count(stack, code) == 1
+    assert outbox_count(stack, code) == before + 1
 
 
 @pytest.mark.parametrize("language", ["zh", "en"])

@@ -124,6 +124,17 @@ async def test_low_confidence_hands_off(
     assert SlotSet("handoff_requested", True) in events
 
 
+@pytest.mark.parametrize("language", ["zh", "en"])
+async def test_an_unanswered_question_after_a_rephrase_is_a_second_fallback(
+    base_config: KnowledgeConfig, domain: dict[str, Any], language: str
+) -> None:
+    """Asked to rephrase, the customer wrote something readable that no article answers: two misses."""
+    action, log = make_action(base_config, NEVER, NEVER)
+    messages, _ = await run(action, QUESTIONS[language], "nlu_fallback", language, domain, kb_misses=1)
+    assert [m["response"] for m in messages] == ["utter_kb_no_answer", "utter_handoff"]
+    assert log.records[0].reason is Reason.SECOND_FALLBACK
+
+
 @pytest.mark.parametrize(("language", "noise"), [("zh", "桌子飞到月亮"), ("en", "xqzt vbnm plok")])
 async def test_noise_asks_to_rephrase_then_hands_off(
     base_config: KnowledgeConfig, domain: dict[str, Any], language: str, noise: str
