@@ -33,10 +33,10 @@ bench-banking77-encoders: ## ours and embeddings+LR on BANKING77 with the new en
 	@PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/python -m bench.banking77 --systems embeddings_lr,ours --out bench/results/banking77-e5
 	@PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/python -m bench.banking77 --systems embeddings_lr,ours --encoder-dir var/bench/minilm-index/current/encoder --out bench/results/banking77-minilm
 
-bench-nlu:      ## 5-fold cross-validation of the NLU, stock vs ours with the new and the previous encoder -> bench/results/nlu_cv.{json,md}
+bench-nlu:      ## 5-fold cross-validation of the NLU, stock vs ours with the new and the previous encoder -> bench/results/nlu_cv.{json,md}; NLU_CV_ARGS=--max-new-parts=N runs it in parts
 	@scripts/setup.sh
 	@KB_MODEL=minilm KB_INDEX_DIR=var/bench/minilm-index PYTHONPATH=. .venv/bin/python -m knowledge build --quiet
-	@PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/python -m bench.nlu_cv
+	@PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/python -m bench.nlu_cv $(NLU_CV_ARGS)
 
 bench-long:     ## turn latency at turns 1-10, 50, 100, 200 of one conversation, stock moodbot beside -> bench/results/long_conversation.{json,md}
 	@scripts/setup.sh

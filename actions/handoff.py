@@ -56,6 +56,7 @@ CATEGORIES = {
     "payment_failed": "payment",
     "complaint": "complaint",
     "change_contact": "account",
+    "account_help": "account",
     **URGENT_CATEGORIES,
 }
 # a message with words in it (not just an order id or digits answering a form)

@@ -79,6 +79,8 @@ INTENT_TOPICS: dict[str, Topic] = {
     "payment_failed": _topic("payment-failed", "payments", "recharge"),
     "business_hours": _topic("business-hours", "support"),
     "change_contact": _topic("account-change-contact", "account"),
+    # signing in, passwords, two-step verification: self-service; a taken-over account is account_security
+    "account_help": _topic("account-password-reset", "account"),
     "invoice": _topic("invoice-request", "invoices"),
     "membership": _topic("membership-plans", "membership"),
     "privacy_data": _topic("privacy-data", "privacy"),

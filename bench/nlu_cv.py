@@ -1,6 +1,12 @@
 """5-fold cross-validation of the NLU, ours against stock Rasa, per language.
 
-    make bench-nlu     (runs in .venv-rasa; ~35 minutes on 2 cores)
+    make bench-nlu     (runs in .venv-rasa; about 75 minutes on 2 cores for three systems)
+
+Each (system, fold) is one part, kept in bench/results/nlu_cv-parts/<inputs hash>/
+as soon as it is done: the hash covers data/nlu.yml, the system's pipeline and
+the encoder record it reads, so `--max-new-parts N` runs N parts and stops, a
+later run picks up where it stopped, and the report is written once every part
+of the same inputs is there. Changed inputs start a new directory.
 
 Both pipelines are trained on the same stratified folds of data/nlu.yml
 (seed 42). "stock" is the pipeline `rasa init` writes for Rasa 3.6
@@ -15,6 +21,7 @@ matches of (entity, start, end) over order_id, card_code, phone and email.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -125,7 +132,53 @@ def encoder_name(directory: Path) -> str:
     return str(json.loads((directory / "encoder.json").read_text("utf-8")).get("name"))
 
 
-def run(baseline_encoder: Path | None = None) -> dict[str, Any]:
+PARTS = RESULTS / "nlu_cv-parts"
+PARTS_FORMAT = 1
+
+
+def _encoder_record(config: dict[str, Any]) -> str:
+    """The encoder.json a pipeline's sentence features read ('' for a pipeline without them)."""
+    for component in config["pipeline"]:
+        if component["name"] == "bot.nlu.embeddings.SentenceEmbeddingFeaturizer":
+            directory = Path(str(component.get("model_dir", "var/knowledge/current/encoder")))
+            directory = directory if directory.is_absolute() else ROOT / directory
+            return (directory / "encoder.json").read_text("utf-8")
+    return ""
+
+
+def inputs_hash(nlu_text: str, systems: dict[str, dict[str, Any]]) -> str:
+    """What the parts depend on: the data, the folds and each system's pipeline with its encoder."""
+    digest = hashlib.sha256(f"{PARTS_FORMAT}|{FOLDS}|{SEED}|".encode())
+    digest.update(nlu_text.encode("utf-8"))
+    for name in sorted(systems):
+        digest.update(name.encode())
+        digest.update(json.dumps(systems[name], sort_keys=True).encode())
+        digest.update(_encoder_record(systems[name]).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def _part_path(directory: Path, system: str, fold: int) -> Path:
+    return directory / f"{system}-fold{fold}.json"
+
+
+def _row_to_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **row,
+        "gold_entities": sorted(row["gold_entities"]),
+        "pred_entities": sorted(row["pred_entities"]),
+    }
+
+
+def _row_from_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **row,
+        "gold_entities": {tuple(e) for e in row["gold_entities"]},
+        "pred_entities": {tuple(e) for e in row["pred_entities"]},
+    }
+
+
+def run(baseline_encoder: Path | None = None, max_new_parts: int | None = None) -> dict[str, Any] | None:
+    """The report, or None when max_new_parts stopped the run before every part was done."""
     from rasa.shared.nlu.training_data.loading import load_data
     from rasa.shared.nlu.training_data.training_data import TrainingData
 
@@ -138,9 +191,12 @@ def run(baseline_encoder: Path | None = None) -> dict[str, Any]:
     if baseline_encoder is not None:
         # ours with the previous encoder's sentence features: what the new encoder changes
         systems["ours_previous_encoder"] = our_config(baseline_encoder)
+    parts = PARTS / inputs_hash((ROOT / "data" / "nlu.yml").read_text("utf-8"), systems)
+    parts.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     train_seconds: dict[str, list[float]] = defaultdict(list)
-    progress = tqdm(total=FOLDS * len(systems), desc="nlu cross-validation", unit="fold")
+    new_parts = 0
+    progress = tqdm(total=FOLDS * len(systems), desc="nlu cross-validation", unit="part")
     for fold, (train_idx, test_idx) in enumerate(folds):
         train = TrainingData(
             training_examples=[examples[i] for i in train_idx],
@@ -151,11 +207,14 @@ def run(baseline_encoder: Path | None = None) -> dict[str, Any]:
         test = [examples[i] for i in test_idx]
         for system, config in systems.items():
             progress.set_postfix(fold=fold + 1, system=system)
-            with tempfile.TemporaryDirectory() as workdir:
-                result = asyncio.run(evaluate_fold(config, train, test, Path(workdir)))
-            train_seconds[system].append(round(result["train_seconds"], 1))
-            for message, parsed in zip(test, result["predictions"], strict=True):
-                rows[system].append(
+            path = _part_path(parts, system, fold)
+            if not path.is_file():
+                if max_new_parts is not None and new_parts >= max_new_parts:
+                    progress.update(1)
+                    continue
+                with tempfile.TemporaryDirectory() as workdir:
+                    result = asyncio.run(evaluate_fold(config, train, test, Path(workdir)))
+                fold_rows = [
                     {
                         "language": detect_language(message.get("text")),
                         "intent": message.get("intent"),
@@ -163,14 +222,34 @@ def run(baseline_encoder: Path | None = None) -> dict[str, Any]:
                         "gold_entities": entity_set(message.get("entities") or []),
                         "pred_entities": entity_set(parsed.get("entities") or []),
                     }
-                )
+                    for message, parsed in zip(test, result["predictions"], strict=True)
+                ]
+                part = {
+                    "system": system,
+                    "fold": fold,
+                    "train_seconds": round(result["train_seconds"], 1),
+                    "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+                    "rows": [_row_to_json(r) for r in fold_rows],
+                }
+                path.write_text(json.dumps(part, ensure_ascii=False) + "\n", encoding="utf-8")
+                new_parts += 1
+            part = json.loads(path.read_text("utf-8"))
+            train_seconds[system].append(part["train_seconds"])
+            rows[system].extend(_row_from_json(r) for r in part["rows"])
             progress.update(1)
     progress.close()
+    missing = [
+        f"{s} fold {f}" for f in range(FOLDS) for s in systems if not _part_path(parts, s, f).is_file()
+    ]
+    if missing:
+        print(f"{len(missing)} parts still to run in {parts.relative_to(ROOT)}: {', '.join(missing)}")
+        return None
     report: dict[str, Any] = {
         "benchmark": "nlu_cv",
         "command": "make bench-nlu",
         "data": "data/nlu.yml",
         "folds": FOLDS,
+        "parts": str(parts.relative_to(ROOT)),
         "seed": SEED,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "encoders": {
@@ -243,13 +322,21 @@ def main() -> int:
         default=str(BASELINE_ENCODER),
         help="an index's encoder record for ours_previous_encoder ('' to leave that system out)",
     )
+    parser.add_argument(
+        "--max-new-parts",
+        type=int,
+        default=None,
+        help="run at most this many (system, fold) parts, keep them, stop (the rest on a later run)",
+    )
     args = parser.parse_args()
     baseline = Path(args.baseline_encoder_dir) if args.baseline_encoder_dir else None
     if baseline is not None and not (baseline / "encoder.json").is_file():
         print(f"{baseline} has no encoder record: build it with", file=sys.stderr)
         print("  KB_MODEL=minilm KB_INDEX_DIR=var/bench/minilm-index make kb", file=sys.stderr)
         return 2
-    report = run(baseline)
+    report = run(baseline, args.max_new_parts)
+    if report is None:  # a part run: what it did is kept, the report waits for the rest
+        return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "nlu_cv.json").write_text(
         json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"

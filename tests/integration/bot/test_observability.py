@@ -13,24 +13,17 @@ from rasa.core.channels.channel import UserMessage
 from sanic import Sanic, response
 
 from bot.observability import TURN_FAILURES, TURNS, add_routes, timed
+from tests.integration.bot.local_sanic import running
 
 
 async def _serve_and_get(
     app: Sanic, paths: list[str], headers: dict[str, str] | None = None
 ) -> list[tuple[int, dict[str, str], str]]:
-    server = await app.create_server(host="127.0.0.1", port=0, return_asyncio_server=True, access_log=False)
-    assert server is not None
-    await server.startup()
-    port = server.server.sockets[0].getsockname()[1]
     results = []
-    try:
-        async with aiohttp.ClientSession() as http:
-            for path in paths:
-                async with http.get(f"http://127.0.0.1:{port}{path}", headers=headers or {}) as reply:
-                    results.append((reply.status, dict(reply.headers), await reply.text()))
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with running(app) as port, aiohttp.ClientSession() as http:
+        for path in paths:
+            async with http.get(f"http://127.0.0.1:{port}{path}", headers=headers or {}) as reply:
+                results.append((reply.status, dict(reply.headers), await reply.text()))
     return results
 
 

@@ -21,6 +21,7 @@ from sanic import Sanic
 
 from bot.channels.wechat import WeChatInput
 from tests.fake_platforms import WECHAT_AES_APP_ID, WECHAT_AES_KEY, FakeWeChatApi
+from tests.integration.bot.local_sanic import running
 from tests.integration.bot.test_wechat_channel import FakeRasa, text_xml
 
 TOKEN = "plain-token"
@@ -41,15 +42,8 @@ async def serve(
     """The channel's blueprint on a local Sanic server, where Rasa would mount it."""
     app = Sanic(name + secrets.token_hex(4))
     app.blueprint(channel.blueprint(rasa), url_prefix=f"/webhooks/{name}")
-    server = await app.create_server(host="127.0.0.1", port=0, return_asyncio_server=True, access_log=False)
-    assert server is not None
-    await server.startup()
-    port = server.server.sockets[0].getsockname()[1]
-    try:
+    async with running(app) as port:
         yield f"http://127.0.0.1:{port}/webhooks/{name}/webhook"
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 def plain_channel(api: FakeWeChatApi, **options: Any) -> WeChatInput:

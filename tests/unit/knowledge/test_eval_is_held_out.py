@@ -57,6 +57,42 @@ def test_the_articles_carry_wordings_and_the_eval_set_has_follow_ups() -> None:
         assert len(pairs["followups"]) >= 20
 
 
+_ANNOTATION = re.compile(r"\[([^\]]+)\](?:\([^)]+\)|\{[^}]+\})")
+
+
+def nlu_examples(nlu_path: Path) -> list[tuple[str, str]]:
+    """(intent, example text without entity annotations) of a Rasa NLU file."""
+    data = yaml.safe_load(nlu_path.read_text("utf-8")) or {}
+    return [
+        (str(item["intent"]), _ANNOTATION.sub(r"\1", line.strip()[2:]))
+        for item in data.get("nlu", [])
+        if "intent" in item
+        for line in str(item.get("examples", "")).splitlines()
+        if line.strip().startswith("- ")
+    ]
+
+
+def leaked_into_nlu(nlu_path: Path, eval_dir: Path) -> list[str]:
+    """NLU training examples that are evaluation questions: the containment bench goes through the NLU."""
+    questions = {text for _, text in held_out(eval_dir)}
+    return [f"{intent}: {text!r}" for intent, text in nlu_examples(nlu_path) if normalised(text) in questions]
+
+
+def test_no_evaluation_question_is_an_nlu_training_example() -> None:
+    assert leaked_into_nlu(Path("data/nlu.yml"), KnowledgeConfig().eval_dir) == []
+
+
+def test_the_nlu_check_catches_a_copied_question(tmp_path: Path) -> None:
+    config = KnowledgeConfig()
+    eval_text = next(q for q in load_questions(config.eval_dir) if q.language == "zh").text
+    nlu = tmp_path / "nlu.yml"
+    nlu.write_text(
+        f'version: "3.1"\nnlu:\n- intent: x\n  examples: |\n    - something else\n    - {eval_text}？\n',
+        "utf-8",
+    )
+    assert leaked_into_nlu(nlu, config.eval_dir) == [f"x: {eval_text + '？'!r}"]
+
+
 def test_the_check_catches_a_copied_question(tmp_path: Path) -> None:
     config = KnowledgeConfig()
     eval_text = next(q for q in load_questions(config.eval_dir) if q.language == "en").text
