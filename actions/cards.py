@@ -108,8 +108,10 @@ class ValidateCardRecheckForm(OwnedOrderForm):
             if slots.get("order_id"):
                 return {**slots, "card_lookup": slots["order_id"]}
             return {**slots, "card_lookup": None}
-        dispatcher.utter_message(response="utter_card_lookup_invalid")
-        return {"card_lookup": None}
+        aside = await self.answered_aside(dispatcher, tracker, domain)
+        if not aside:
+            dispatcher.utter_message(response="utter_card_lookup_invalid")
+        return {"card_lookup": None, **aside}
 
     async def _by_code(
         self, masked: str, dispatcher: CollectingDispatcher, tracker: Tracker

@@ -168,6 +168,18 @@ def article_from_file(config: KnowledgeConfig, article_id: str, language: str) -
     return None
 
 
+# words, not only an id, digits or an e-mail: what a question typed into a form looks like
+_QUESTION_WORDS = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]")
+_FORM_VALUE = re.compile(
+    r"[A-Za-z]{2}\d{8,}|[A-Za-z0-9]{4}(?:[-\s*]+[A-Za-z0-9*]{4}){3}|\S+@\S+\.\w+|(?<!\d)\d{4}(?!\d)"
+)
+
+
+def reads_as_question(text: str) -> bool:
+    """Whether a message sent to a form is a question of its own rather than the value asked for."""
+    return bool(_QUESTION_WORDS.search(text)) and not _FORM_VALUE.search(text)
+
+
 class ActionAnswerFromKnowledge(Action):
     retriever: ReloadingRetriever | None = None
     handoff: ActionHandoff | None = None
@@ -289,6 +301,45 @@ class ActionAnswerFromKnowledge(Action):
 
     def _handoff(self) -> ActionHandoff:
         return ActionHandoff()
+
+    async def answer_aside(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        """A question asked in the middle of a form: answered only when the knowledge base is sure.
+
+        Nothing else happens (no suggestions, no handoff, no rephrase request): the form goes on and
+        asks its question again, so a customer who asks "where do I see my refund?" while the refund
+        form wants an order id gets the answer instead of "that is not an order id".
+        """
+        language = customer_language(tracker)
+        latest = tracker.latest_message or {}
+        text = str(latest.get("text") or "")[:MAX_QUERY_CHARS]
+        if not reads_as_question(text):
+            return []
+        holder = self.retriever or default_retriever()
+        try:
+            retriever = await asyncio.to_thread(holder.get)
+            hits = await asyncio.to_thread(
+                retriever.search, text, language, MAX_SUGGESTIONS, nlu_vector(latest, retriever)
+            )
+            confidence = retriever.confidence(hits, language)
+        except Exception:
+            logger.exception("conversation %s: knowledge search inside a form failed", tracker.sender_id)
+            return []
+        answer_at, _ = holder.thresholds(retriever, language)
+        if not hits or confidence < answer_at:
+            return []
+        logger.info(
+            "conversation %s: kb %s answered inside %s: %s (confidence %.3f)",
+            tracker.sender_id,
+            language,
+            tracker.active_loop_name,
+            hits[0].article_id,
+            confidence,
+        )
+        kb_outcome("aside", language)
+        self.answer(dispatcher, domain, hits[0], language)
+        return [SlotSet("kb_article", hits[0].article_id)]
 
     async def unanswered(self, tracker: Tracker, text: str, language: str, outcome: str) -> None:
         """Note the question for the supervisor's "top unanswered" (handoff/analytics.py)."""

@@ -23,6 +23,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.conversation import customer_language, response_text
 from actions.handoff import ActionHandoff
+from actions.knowledge import ActionAnswerFromKnowledge
 from actions.proofs import ATTACKED_CATEGORY, ProofLimiter, client_address, default_limiter
 from handoff.records import Reason
 from shop.backend import Order, ShopBackend, ShopUnavailable, create
@@ -120,6 +121,14 @@ class OwnedOrderForm(ShopUser, FormValidationAction):
     """
 
     limiter: ProofLimiter | None = None
+    kb: ActionAnswerFromKnowledge | None = None
+
+    async def answered_aside(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The slots of a knowledge-base answer to a question asked instead of the value ({} if none)."""
+        events = await (self.kb or ActionAnswerFromKnowledge()).answer_aside(dispatcher, tracker, domain)
+        return {str(e["name"]): e["value"] for e in events if e.get("event") == "slot"}
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
@@ -142,8 +151,10 @@ class OwnedOrderForm(ShopUser, FormValidationAction):
     ) -> dict[str, Any]:
         found = ORDER_ID.search(str(value or ""))
         if not found:
-            dispatcher.utter_message(response="utter_order_id_invalid")
-            return {"order_id": None}
+            aside = await self.answered_aside(dispatcher, tracker, domain)
+            if not aside:
+                dispatcher.utter_message(response="utter_order_id_invalid")
+            return {"order_id": None, **aside}
         order_id = found.group(0).upper()
         if await self.shop().get_order(order_id) is None:
             slots = count_miss(tracker)
@@ -158,8 +169,10 @@ class OwnedOrderForm(ShopUser, FormValidationAction):
         if proof == VERIFIED and tracker.get_slot("owner_verified"):
             return {"owner_proof": VERIFIED}
         if not (PHONE_TAIL.match(proof) or EMAIL.match(proof)):
-            dispatcher.utter_message(response="utter_owner_proof_invalid")
-            return {"owner_proof": None}
+            aside = await self.answered_aside(dispatcher, tracker, domain)
+            if not aside:
+                dispatcher.utter_message(response="utter_owner_proof_invalid")
+            return {"owner_proof": None, **aside}
         order_id = str(tracker.get_slot("order_id"))
         limiter = self.limiter or default_limiter()
         address = client_address(tracker)

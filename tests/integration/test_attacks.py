@@ -311,8 +311,12 @@ def test_7_huge_bodies_deep_json_and_lone_surrogates_are_clean_4xx(stack: Stack)
 # -- 8. agents and other agents' conversations ----------------------------------------------------
 
 
+async def _waiting_for(agent: Any, conversation_id: str) -> bool:
+    return conversation_id in await agent.waiting_ids()
+
+
 async def test_8_agents_see_the_waiting_line_and_their_own_conversations_only(stack: Stack) -> None:
-    from tests.integration.test_handoff_flow import Agent, rest_say
+    from tests.integration.test_handoff_flow import Agent, eventually, rest_say
 
     sender = "att-8-" + uuid.uuid4().hex[:6]
     holder = await Agent.create(stack, "holder" + uuid.uuid4().hex[:4])
@@ -320,11 +324,8 @@ async def test_8_agents_see_the_waiting_line_and_their_own_conversations_only(st
     boss = await Agent.create(stack, "boss" + uuid.uuid4().hex[:4], Role.SUPERVISOR)
     try:
         await rest_say(stack, sender, "我要转人工")
-        for _ in range(100):
-            if sender in await other.waiting_ids():
-                break
-            await asyncio.sleep(0.1)
-        assert sender in await other.waiting_ids()  # waiting: every agent may pick it up
+        # waiting: every agent may pick it up
+        await eventually(lambda: _waiting_for(other, sender), what="the request in another agent's queue")
         await holder.post(f"/api/conversations/{sender}/claim")
         assert (await other.http.get(f"/api/conversations/{sender}")).status_code == 403
         assert sender not in [c["conversation_id"] for c in (await other.get("/api/queue"))["active"]]

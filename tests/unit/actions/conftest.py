@@ -1,16 +1,28 @@
-"""Fixtures for the self-service actions: a real seeded SQLite shop, a silent one, a sealer."""
+"""Fixtures for the actions: a real seeded SQLite shop, a silent one, a sealer, a small knowledge base.
+
+The forms ask the knowledge base about a question typed where they wanted an order id or a proof
+(actions.knowledge.answer_aside); in these tests that knowledge base is the small test corpus and
+is never sure, unless a test hands a form one that is.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from actions.knowledge import ActionAnswerFromKnowledge
+from actions.orders import OwnedOrderForm
 from common.masking import CodeSealer
+from knowledge.config import KnowledgeConfig
+from knowledge.index import build
+from knowledge.retriever import ReloadingRetriever
 from shop.seed import seed
 from shop.sql import SqlShopBackend
+from tests.unit.knowledge.conftest import write_corpus
 
 
 @pytest.fixture
@@ -109,3 +121,30 @@ def proof_limiter(monkeypatch: pytest.MonkeyPatch) -> MemoryProofLimiter:
     limiter = MemoryProofLimiter()
     monkeypatch.setattr("actions.orders.default_limiter", lambda: limiter)
     return limiter
+
+
+@pytest.fixture(scope="session")
+def kb_config(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeConfig:
+    """An index of the small test corpus (real encoder, no network), built once."""
+    root = tmp_path_factory.mktemp("kb")
+    config = replace(
+        KnowledgeConfig(),
+        articles_dir=write_corpus(root / "articles"),
+        eval_dir=root / "no-eval",
+        index_root=root / "index",
+    )
+    build(config, show_progress=False)
+    return config
+
+
+def knowledge_action(config: KnowledgeConfig, answer_at: float) -> ActionAnswerFromKnowledge:
+    action = ActionAnswerFromKnowledge()
+    action.retriever = ReloadingRetriever(
+        replace(config, answer_threshold=answer_at, suggest_threshold=answer_at)
+    )
+    return action
+
+
+@pytest.fixture(autouse=True)
+def forms_are_never_sure(kb_config: KnowledgeConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(OwnedOrderForm, "kb", knowledge_action(kb_config, 1.01))

@@ -20,11 +20,9 @@ from actions.handoff import ActionHandoff
 from actions.knowledge import ActionAnswerFromKnowledge
 from handoff.records import Priority, Reason
 from knowledge.config import KnowledgeConfig
-from knowledge.index import build
 from knowledge.retriever import ReloadingRetriever
 from tests.conftest import make_tracker, user_event
 from tests.unit.actions.test_handoff import FakeRequestLog
-from tests.unit.knowledge.conftest import write_corpus
 
 ALWAYS = 0.0
 NEVER = 1.01
@@ -32,17 +30,9 @@ QUESTIONS = {"zh": "退款多久到账", "en": "how long does a refund take"}
 TITLES = {"zh": "退款规则", "en": "Refund policy"}
 
 
-@pytest.fixture(scope="module")
-def base_config(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeConfig:
-    root = tmp_path_factory.mktemp("kb")
-    config = replace(
-        KnowledgeConfig(),
-        articles_dir=write_corpus(root / "articles"),
-        eval_dir=root / "no-eval",
-        index_root=root / "index",
-    )
-    build(config, show_progress=False)
-    return config
+@pytest.fixture
+def base_config(kb_config: KnowledgeConfig) -> KnowledgeConfig:
+    return kb_config
 
 
 class FakeAnalytics:

@@ -15,9 +15,10 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.handoff import ActionHandoff
 from actions.orders import ActionShowOrder, ValidateOrderLookupForm
 from handoff.records import Priority, Reason
+from knowledge.config import KnowledgeConfig
 from shop.backend import ShopBackend
 from tests.conftest import make_tracker, user_event
-from tests.unit.actions.conftest import SilentShop
+from tests.unit.actions.conftest import SilentShop, knowledge_action
 from tests.unit.actions.test_handoff import FakeRequestLog
 
 ORDER = "DG202611200001"  # Steam CNY 100, code K7QM-2XPA-9FTR-4WZD delivered, phone ends 8000
@@ -53,6 +54,36 @@ async def test_order_id_format_and_existence(shop: ShopBackend, domain: dict[str
         f"my order is {ORDER.lower()} thanks", dispatcher, tracker(), domain
     )
     assert found == {"order_id": ORDER, "owner_verified": False}
+
+
+@pytest.mark.parametrize(
+    ("language", "question", "title"),
+    [("zh", "退款多久到账", "退款规则"), ("en", "how long does a refund take", "Refund policy")],
+)
+async def test_a_question_instead_of_an_order_id_is_answered_and_the_form_asks_again(
+    shop: ShopBackend,
+    domain: dict[str, Any],
+    kb_config: KnowledgeConfig,
+    language: str,
+    question: str,
+    title: str,
+) -> None:
+    action, _ = form(shop)
+    action.kb = knowledge_action(kb_config, 0.0)  # sure of everything
+    asked = make_tracker(
+        [user_event("where is my order", "order_status", 1), user_event(question, "nlu_fallback", 2)],
+        slots={"language": language, "requested_slot": "order_id"},
+    )
+    dispatcher = CollectingDispatcher()
+    slots = await action.validate_order_id(question, dispatcher, asked, domain)
+    assert slots == {"order_id": None, "kb_article": "refunds"}
+    (answer,) = dispatcher.messages
+    assert title in answer["text"] and answer.get("response") is None
+    # an order id typed wrong is still a wrong order id, however sure the knowledge base is
+    typo = make_tracker([user_event("DG123", "inform", 3)], slots={"language": language})
+    dispatcher = CollectingDispatcher()
+    assert await action.validate_order_id("DG123", dispatcher, typo, domain) == {"order_id": None}
+    assert dispatcher.messages[-1]["response"] == "utter_order_id_invalid"
 
 
 async def test_ownership_three_strikes(shop: ShopBackend, domain: dict[str, Any]) -> None:
