@@ -87,6 +87,9 @@ INTENT_TOPICS: dict[str, Topic] = {
 }
 INTENT_CATEGORIES: dict[str, frozenset[str]] = {name: t.categories for name, t in INTENT_TOPICS.items()}
 MAX_SUGGESTIONS = 3
+# intents whose short forms are asked about every topic ("要多久", "how long does that take"): in a
+# follow-up the earlier question names the topic; any other intent names its own, even when short
+ASKED_OF_ANY_TOPIC = frozenset({"delivery_time"})
 MAX_QUERY_CHARS = 500
 
 _retriever: ReloadingRetriever | None = None
@@ -245,15 +248,14 @@ class ActionAnswerFromKnowledge(Action):
             mask_card_codes(text[:80]),
         )
         topic = INTENT_TOPICS.get(intent)
-        if in_context and looks_elliptic(text, language):
+        if in_context and intent in ASKED_OF_ANY_TOPIC and looks_elliptic(text, language):
             # the NLU reads "那多久到账" alone (a delivery question); what it points back to decides
             topic = None
         if topic and in_context and top and top.category not in topic.categories:
-            if not looks_elliptic(text, language):
-                # the NLU names a topic of its own and nothing points back: a new question, read alone
-                hits = await asyncio.to_thread(retriever.search, text, language, MAX_SUGGESTIONS)
-                confidence = retriever.confidence(hits, language)
-                top, in_context = (hits[0] if hits else None), False
+            # the NLU names a topic the earlier question does not share: a new question, read alone
+            hits = await asyncio.to_thread(retriever.search, text, language, MAX_SUGGESTIONS)
+            confidence = retriever.confidence(hits, language)
+            top, in_context = (hits[0] if hits else None), False
         # a calibrated answer on its own beats the intent's topic ("delete my account" read as privacy)
         if topic and not (top and confidence >= answer_at):
             # the NLU and the article agree on the topic: a lower bar than answering alone

@@ -10,7 +10,8 @@ conversation at a time. After each turn the conversation's tracker is read throu
 (with the stack's token) and the turn is classified, per language (zh, en). REST authenticates as
 the stack's first CS_REST_CLIENTS client (``BotClient``, the one class that makes HTTP calls):
 
-- contained: answered from the expected article (action_kb_answer set the slot ``kb_article`` to
+- contained: answered from the expected article (action_kb_answer, or a self-service form answering
+  a question asked instead of its value, set the slot ``kb_article`` to
   its id in this turn, with no "did you mean" buttons), or the self-service flow for that article
   is running at the end of the turn (``FLOWS`` below);
 - one click: "did you mean" buttons (payload ``/kb_article{"kb_article":"<id>"}``) that include
@@ -165,7 +166,7 @@ class Observation:
     """One turn as the tracker and the REST reply show it, before any expectation."""
 
     intent: str | None = None
-    answered: str | None = None  # kb_article set by action_kb_answer in this turn, no suggestions shown
+    answered: str | None = None  # kb_article set by action_kb_answer or a form this turn, no suggestions
     suggested: tuple[str, ...] = ()  # article ids of "did you mean" buttons
     form: str | None = None  # the form running at the end of the turn (or started and ended in it)
     handoff: bool = False
@@ -229,7 +230,10 @@ def observe(
         if kind == "user":
             intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
         elif kind == "action":
-            after_kb_answer = event.get("name") == "action_kb_answer"
+            # a form answers a question asked instead of its value too (actions.knowledge.answer_aside)
+            after_kb_answer = (
+                event.get("name") == "action_kb_answer" or event.get("name") in SELF_SERVICE_FORMS
+            )
         elif kind == "slot":
             if event.get("name") == "kb_article" and after_kb_answer and event.get("value"):
                 answered = str(event["value"])
@@ -287,7 +291,7 @@ def score(seen: Observation, article: str, categories: Mapping[str, str]) -> Ver
             return Verdict(Outcome.HANDOFF, "handoff")
         return Verdict(Outcome.NO_ANSWER, other_detail(seen))
     if seen.answered == article:
-        return Verdict(Outcome.CONTAINED, "article")
+        return Verdict(Outcome.CONTAINED, "article" if seen.form is None else f"article inside {seen.form}")
     flow = FLOWS.get(article)
     if flow is not None and seen.form == flow:
         return Verdict(Outcome.CONTAINED, f"flow: {flow}")

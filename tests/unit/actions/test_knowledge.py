@@ -196,8 +196,8 @@ async def test_a_follow_up_is_read_with_the_question_before(
         {"event": "action", "name": "action_kb_answer", "timestamp": 1_700_000_001},
         bot_event("...", 1_700_000_002),
         {"event": "action", "name": "action_listen", "timestamp": 1_700_000_003},
-        # the NLU, reading the follow-up alone, takes it for a refund-timing question
-        user_event(follow_up, "refund", 1_700_000_004),
+        # the NLU, reading the follow-up alone, takes it for a delivery-time question (it does)
+        user_event(follow_up, "delivery_time", 1_700_000_004),
     ]
     from actions.knowledge import previous_question
 
@@ -216,6 +216,29 @@ async def test_a_follow_up_is_read_with_the_question_before(
     dispatcher = CollectingDispatcher()
     answered = await action.run(dispatcher, tracker, domain)
     assert SlotSet("kb_article", "topup") in answered
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+async def test_a_short_follow_up_on_a_topic_of_its_own_follows_the_nlu(
+    base_config: KnowledgeConfig, domain: dict[str, Any], language: str
+) -> None:
+    """ "And when are you around?" after a top-up answer: short, but the NLU names the topic."""
+    from tests.conftest import bot_event
+
+    first = {"zh": "怎么充值游戏", "en": "how do I top up a game"}[language]
+    follow_up = {"zh": "那客服几点上班", "en": "and when are your agents around"}[language]
+    events = [
+        user_event(first, "recharge_howto", 1_700_000_000),
+        {"event": "action", "name": "action_kb_answer", "timestamp": 1_700_000_001},
+        bot_event("...", 1_700_000_002),
+        {"event": "action", "name": "action_listen", "timestamp": 1_700_000_003},
+        user_event(follow_up, "business_hours", 1_700_000_004),
+    ]
+    action, _ = make_action(base_config, ALWAYS, ALWAYS)
+    dispatcher = CollectingDispatcher()
+    tracker = make_tracker(events, slots={"language": language, "kb_article": "topup"})
+    answered = await action.run(dispatcher, tracker, domain)
+    assert SlotSet("kb_article", "hours") in answered
 
 
 async def test_a_new_question_with_its_own_intent_is_not_read_as_a_follow_up(

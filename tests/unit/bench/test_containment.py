@@ -125,6 +125,20 @@ def test_the_right_flow_is_contained_another_flow_is_wrong() -> None:
     assert verdict(refund, "refund-status", loop="refund_form") is Outcome.WRONG
 
 
+def test_a_form_answering_a_question_aside_is_an_answer() -> None:
+    aside = [
+        user("can i still cancel it"),
+        action("order_lookup_form"),
+        bot("Only paid, undelivered orders ... (Source: Cancel an order)"),
+        slot("kb_article", "order-cancel"),
+        bot("Your order id?", "utter_ask_order_id"),
+    ]
+    seen = observe(aside, "order_lookup_form", [])
+    assert seen.answered == "order-cancel"
+    assert score(seen, "order-cancel", CATEGORIES).detail == "article inside order_lookup_form"
+    assert verdict(aside, "refund-status", loop="order_lookup_form") is Outcome.WRONG
+
+
 def test_handoff_is_read_from_the_slot() -> None:
     events = [
         user("asdf qwer zxcv"),
