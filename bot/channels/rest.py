@@ -67,10 +67,10 @@ class RestChannel(InputChannel):
             return error_response(401, "unauthorized", "send Authorization: Bearer <your REST client token>")
         key = f"{os.environ.get('CS_KEY_PREFIX', 'cs')}:rest:client:{sender}"
         try:
-            async with redis_client().pipeline(transaction=True) as pipe:
-                pipe.set(key, client, nx=True, ex=OUTBOX_TTL_SECONDS * 5)
-                pipe.get(key)
-                _, owner = await pipe.execute()
+            # two single commands, not a MULTI: redis-py 4.6 retries a command on a connection a
+            # Redis restart broke, never a pipeline; SET NX then GET reads whoever claimed it first
+            await redis_client().set(key, client, nx=True, ex=OUTBOX_TTL_SECONDS * 5)
+            owner = await redis_client().get(key)
         except Exception as error:  # noqa: BLE001 - without Redis there is no conversation to protect
             logger.warning("conversation %s: REST owner unknown: %s", sender, error)
             return error_response(503, "unavailable", "the assistant is unavailable, please retry")
