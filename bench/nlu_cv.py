@@ -1,6 +1,6 @@
 """5-fold cross-validation of the NLU, ours against stock Rasa, per language.
 
-    make bench-nlu     (runs in .venv-rasa; about 75 minutes on 2 cores for three systems)
+    make bench-nlu     (runs in .venv-rasa; about 30 minutes on 2 cores for three systems)
 
 Each (system, fold) is one part, kept in bench/results/nlu_cv-parts/<inputs hash>/
 as soon as it is done: the hash covers data/nlu.yml, the system's pipeline and
