@@ -86,6 +86,28 @@ async def test_a_question_instead_of_an_order_id_is_answered_and_the_form_asks_a
     assert dispatcher.messages[-1]["response"] == "utter_order_id_invalid"
 
 
+async def test_a_knowledge_base_that_fails_inside_a_form_leaves_the_form_as_it_was(
+    shop: ShopBackend, domain: dict[str, Any], kb_config: KnowledgeConfig
+) -> None:
+    class BrokenHolder:
+        config = kb_config
+
+        def get(self) -> Any:
+            raise OSError("index unreadable")
+
+    action, _ = form(shop)
+    action.kb = knowledge_action(kb_config, 0.0)
+    action.kb.retriever = BrokenHolder()  # type: ignore[assignment]
+    asked = make_tracker(
+        [user_event("how long does a refund take", "nlu_fallback", 2)],
+        slots={"language": "en", "requested_slot": "order_id"},
+    )
+    dispatcher = CollectingDispatcher()
+    slots = await action.validate_order_id("how long does a refund take", dispatcher, asked, domain)
+    assert slots == {"order_id": None}
+    assert [m["response"] for m in dispatcher.messages] == ["utter_order_id_invalid"]
+
+
 async def test_ownership_three_strikes(shop: ShopBackend, domain: dict[str, Any]) -> None:
     action, _ = form(shop)
     dispatcher = CollectingDispatcher()
