@@ -181,24 +181,29 @@ async def test_a_known_topic_uses_the_article_only_when_the_topics_agree(
     assert SlotSet("kb_article", "refunds") in events
 
 
+def answered_then(first: str, first_intent: str, follow_up: str, intent: str) -> list[dict[str, Any]]:
+    """A question answered from the knowledge base, then the customer's next message."""
+    from tests.conftest import bot_event
+
+    return [
+        user_event(first, first_intent, 1_700_000_000),
+        {"event": "action", "name": "action_kb_answer", "timestamp": 1_700_000_001},
+        bot_event("...", 1_700_000_002),
+        {"event": "action", "name": "action_listen", "timestamp": 1_700_000_003},
+        user_event(follow_up, intent, 1_700_000_004),
+    ]
+
+
 @pytest.mark.parametrize("language", ["zh", "en"])
 async def test_a_follow_up_is_read_with_the_question_before(
     base_config: KnowledgeConfig, domain: dict[str, Any], language: str
 ) -> None:
     from rasa_sdk.events import ActionExecuted
 
-    from tests.conftest import bot_event
-
     first = {"zh": "怎么充值游戏", "en": "how do I top up a game"}[language]
     follow_up = {"zh": "那要多久", "en": "and how long does that take"}[language]
-    events = [
-        user_event(first, "recharge_howto", 1_700_000_000),
-        {"event": "action", "name": "action_kb_answer", "timestamp": 1_700_000_001},
-        bot_event("...", 1_700_000_002),
-        {"event": "action", "name": "action_listen", "timestamp": 1_700_000_003},
-        # the NLU, reading the follow-up alone, takes it for a delivery-time question (it does)
-        user_event(follow_up, "delivery_time", 1_700_000_004),
-    ]
+    # the NLU, reading the follow-up alone, takes it for a delivery-time question (it does)
+    events = answered_then(first, "recharge_howto", follow_up, "delivery_time")
     from actions.knowledge import previous_question
 
     tracker = make_tracker(events, slots={"language": language, "kb_article": "topup"})
@@ -223,17 +228,9 @@ async def test_a_short_follow_up_on_a_topic_of_its_own_follows_the_nlu(
     base_config: KnowledgeConfig, domain: dict[str, Any], language: str
 ) -> None:
     """ "And when are you around?" after a top-up answer: short, but the NLU names the topic."""
-    from tests.conftest import bot_event
-
     first = {"zh": "怎么充值游戏", "en": "how do I top up a game"}[language]
     follow_up = {"zh": "那客服几点上班", "en": "and when are your agents around"}[language]
-    events = [
-        user_event(first, "recharge_howto", 1_700_000_000),
-        {"event": "action", "name": "action_kb_answer", "timestamp": 1_700_000_001},
-        bot_event("...", 1_700_000_002),
-        {"event": "action", "name": "action_listen", "timestamp": 1_700_000_003},
-        user_event(follow_up, "business_hours", 1_700_000_004),
-    ]
+    events = answered_then(first, "recharge_howto", follow_up, "business_hours")
     action, _ = make_action(base_config, ALWAYS, ALWAYS)
     dispatcher = CollectingDispatcher()
     tracker = make_tracker(events, slots={"language": language, "kb_article": "topup"})
@@ -244,15 +241,9 @@ async def test_a_short_follow_up_on_a_topic_of_its_own_follows_the_nlu(
 async def test_a_new_question_with_its_own_intent_is_not_read_as_a_follow_up(
     base_config: KnowledgeConfig, domain: dict[str, Any]
 ) -> None:
-    from tests.conftest import bot_event
-
-    events = [
-        user_event("how do I top up a game", "recharge_howto", 1_700_000_000),
-        {"event": "action", "name": "action_kb_answer", "timestamp": 1_700_000_001},
-        bot_event("...", 1_700_000_002),
-        {"event": "action", "name": "action_listen", "timestamp": 1_700_000_003},
-        user_event("when can I get my money back", "refund", 1_700_000_004),
-    ]
+    events = answered_then(
+        "how do I top up a game", "recharge_howto", "when can I get my money back", "refund"
+    )
     action, _ = make_action(base_config, ALWAYS, ALWAYS)
     dispatcher = CollectingDispatcher()
     answered = await action.run(dispatcher, make_tracker(events, slots={"language": "en"}), domain)
